@@ -1,0 +1,55 @@
+//! `blobpin generate`: renders the man pages and shell completions from the clap definition,
+//! plus the hand-written man sections in `man_extra.roff`. The output is deterministic (no
+//! dates, no paths) so the checked-in copies can be compared byte for byte by a test.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use super::Cli;
+
+/// Hand-written sections appended to `blobpin.1`.
+const EXTRA: &str = include_str!("man_extra.roff");
+
+/// Every file `generate` writes, as (path relative to the output dir, contents).
+pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let cmd = Cli::command();
+    let mut main = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone()).date("");
+    man.render(&mut main)?;
+    main.extend_from_slice(EXTRA.as_bytes());
+    files.push(("man/blobpin.1".to_string(), main));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("blobpin-{}", sub.get_name());
+        let sub = sub.clone().name(name.clone().leak() as &str).display_name(name.clone());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(sub).date("").render(&mut page)?;
+        files.push((format!("man/{name}.1"), page));
+    }
+    for (shell, file) in [
+        (Shell::Bash, "blobpin.bash"),
+        (Shell::Zsh, "_blobpin"),
+        (Shell::Fish, "blobpin.fish"),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "blobpin", &mut buf);
+        files.push((format!("completions/{file}"), buf));
+    }
+    Ok(files)
+}
+
+/// Writes every generated file under `out`.
+pub fn run(out: &Path) -> Result<()> {
+    for (rel, data) in files()? {
+        let path = out.join(&rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

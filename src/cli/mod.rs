@@ -1,0 +1,189 @@
+//! The command line: the one source of `--help`, the man pages and the shell completions
+//! (rendered by the hidden `blobpin generate`), and the choice between vmtouch mode and the
+//! modern subcommands.
+//!
+//! blobpin is vmtouch when invoked through a link named `vmtouch`, or when its first argument
+//! is not a subcommand name (a file named like a subcommand is reached as `blobpin -- stat` or
+//! `blobpin ./stat`). `blobpin --help`, `--version` and `help` are blobpin's own.
+
+pub mod generate;
+pub mod residency_cmd;
+pub mod vmtouch;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::exit;
+
+/// Deploy static data blobs and keep them in RAM; a drop-in vmtouch.
+///
+/// Invoked with vmtouch's flags (or through a link named `vmtouch`), blobpin is vmtouch 1.3.1,
+/// byte for byte: see VMTOUCH MODE below. The subcommands are the modern face of the same
+/// engine.
+#[derive(Debug, Parser)]
+#[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ...")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show how much of each file is in the page cache.
+    Stat(ResidencyArgs),
+    /// Read files into the page cache (only the pages that are missing).
+    Touch(ResidencyArgs),
+    /// Drop files from the page cache.
+    Evict(ResidencyArgs),
+    /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
+    Lock(LockArgs),
+    /// Write the man pages and shell completions (for packaging and the checked-in copies).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Options shared by stat, touch, evict and lock.
+#[derive(Debug, Args)]
+pub struct ResidencyArgs {
+    /// Files or directories (directories are crawled recursively).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print one JSON report (schema blobpin.residency/1) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print sizes as exact byte counts.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Print a line for every file.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with_all = ["verbose", "json"])]
+    pub quiet: bool,
+    /// Operate on this byte range of every file: N, A-B, A- or -B (sizes as 4k, 1.5G).
+    #[arg(short = 'p', long, value_name = "RANGE")]
+    pub range: Option<String>,
+    /// Only files whose name matches (a glob; matched against the whole path if it has a /).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files and directories whose name matches (a glob, as --include).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Skip files larger than SIZE (e.g. 500M).
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+    /// Follow symbolic links.
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+    /// Do not cross into other filesystems than the first path's.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Process every hard link of a file (by default each file once).
+    #[arg(long)]
+    pub count_hardlinks: bool,
+}
+
+/// Options of `blobpin lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub common: ResidencyArgs,
+    /// Write the process id to FILE once everything is locked; removed on exit.
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+}
+
+/// Options of the hidden `blobpin generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write `man/` and `completions/` into.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// Names that select the modern command line rather than vmtouch mode.
+pub fn subcommand_names() -> Vec<String> {
+    let mut names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.extend(["help", "--help", "--version", "-V"].map(String::from));
+    names
+}
+
+/// Chooses vmtouch mode or the modern command line and runs it.
+pub fn dispatch(argv: Vec<OsString>) -> i32 {
+    let invoked = argv
+        .first()
+        .map(|a| crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).to_vec())
+        .unwrap_or_default();
+    if invoked == b"vmtouch" {
+        return vmtouch::main(argv);
+    }
+    let first = argv.get(1).and_then(|a| a.to_str());
+    match first {
+        None => {
+            let _ = Cli::command().print_help();
+            exit::USAGE
+        }
+        Some(name) if subcommand_names().iter().any(|n| n == name) => modern(argv),
+        _ => vmtouch::main(argv),
+    }
+}
+
+fn modern(argv: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    let result = match cli.command {
+        Command::Stat(a) => residency_cmd::run(crate::residency::Op::Stat, &a, None),
+        Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
+        Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
+        Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
+        Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("blobpin: {e:#}");
+            exit::FATAL
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_value_argument_names_its_value() {
+        fn check(cmd: &clap::Command) {
+            for arg in cmd.get_arguments() {
+                if arg.get_action().takes_values() && arg.get_id() != "help" && arg.get_id() != "version" {
+                    assert!(
+                        arg.get_value_names().is_some(),
+                        "{} --{} has no value_name",
+                        cmd.get_name(),
+                        arg.get_id()
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub);
+            }
+        }
+        check(&Cli::command());
+    }
+}
