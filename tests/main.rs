@@ -1,0 +1,5 @@
+//! blobpin's integration tests: one binary, one module per area. Every test runs the real
+//! `blobpin` binary (or the library's pure code) in a scratch directory under
+//! `CARGO_TARGET_TMPDIR`, never on tmpfs.
+
+mod common;
