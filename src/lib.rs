@@ -8,8 +8,13 @@
 
 pub mod cli;
 pub mod exit;
+pub mod feed;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod report;
 pub mod residency;
+#[cfg(feature = "fetch")]
+pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
 

@@ -24,7 +24,9 @@ use crate::exit;
 /// engine.
 #[derive(Debug, Parser)]
 #[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ...")]
+#[command(
+    after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ..."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,9 +42,124 @@ pub enum Command {
     Evict(ResidencyArgs),
     /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
     Lock(LockArgs),
+    /// Publish a blob: write its private .torrent and replace the feed's latest.json atomically.
+    ///
+    /// PATH is a file or a directory (a multi-file blob). Writes FEED/NAME/<version>.torrent,
+    /// then FEED/NAME/latest.json (schema blobpin.feed/1: name, version, torrent file and its
+    /// SHA-256, total size, SHA-256 of every file, creation time). Publishing the same content
+    /// again changes nothing.
+    Publish(PublishArgs),
+    /// Fetch the feed's latest version into DIR, verify it, switch DIR/current to it atomically.
+    ///
+    /// Downloads into DIR/.staging/<version> from the swarm (resuming an interrupted download),
+    /// verifies every piece and every file's SHA-256, fsyncs, moves it to DIR/versions/<version>,
+    /// (with --lock) locks it in RAM through a detached `blobpin lock` that outlives this command,
+    /// flips DIR/current -> versions/<version> with one rename, runs --exec, then releases and
+    /// evicts older versions and prunes to --keep. The download never fills the page cache. Exit
+    /// status: 0 switched or already up to date, 1 any error (the live version is untouched,
+    /// except when only the --exec hook failed after the switch), 2 usage.
+    Sync(SyncArgs),
+    /// Seed the latest version of a feed entry from the published data until SIGTERM (a
+    /// precursor of `origin`, used by the tests).
+    #[command(hide = true)]
+    Seed(SeedArgs),
     /// Write the man pages and shell completions (for packaging and the checked-in copies).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// Options of `blobpin publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The blob: a file or a directory.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The feed directory (served by `origin`).
+    #[arg(long, value_name = "DIR")]
+    pub feed: PathBuf,
+    /// Feed name [default: the file name without extension, or the directory name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Version name [default: UTC time and the first 8 hex digits of the info-hash].
+    #[arg(long = "version-name", value_name = "VERSION")]
+    pub version_name: Option<String>,
+    /// Tracker announce URL to write into the torrent (repeatable; private torrents use the first).
+    #[arg(long, value_name = "URL")]
+    pub tracker: Vec<String>,
+    /// Piece size (a power of two >= 16k, e.g. 1M) [default: chosen from the blob size].
+    #[arg(long, value_name = "SIZE")]
+    pub piece_size: Option<String>,
+    /// Print the feed entry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `blobpin sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The feed: http://HOST:PORT/feed/NAME (as `origin` serves it) or a local feed directory.
+    #[arg(value_name = "FEED_URL")]
+    pub feed_url: String,
+    /// The destination directory (holds current, versions/, .staging/, .locks/).
+    #[arg(long, value_name = "DIR")]
+    pub dest: PathBuf,
+    /// Lock the new version in RAM before switching; the lock is held by a detached process until
+    /// a later sync replaces it.
+    #[arg(long)]
+    pub lock: bool,
+    /// Complete versions to keep, the live one included.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// Shell command to run after the switch, with BLOBPIN_VERSION and BLOBPIN_PATH set.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Address to accept peers on (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub listen: std::net::SocketAddr,
+    /// A peer to fetch from (repeatable), besides those the torrent's tracker names.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Vec<std::net::SocketAddr>,
+    /// Tracker announce URL to use besides the torrent's (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub tracker: Vec<String>,
+    /// Upload cap, bytes per second (e.g. 40M or 40MB/s).
+    #[arg(long, value_name = "RATE")]
+    pub max_upload: Option<String>,
+    /// Download cap, bytes per second (e.g. 40M or 40MB/s).
+    #[arg(long, value_name = "RATE")]
+    pub max_download: Option<String>,
+    /// Give up when no data arrived for this many seconds (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub stall_timeout: u64,
+    /// Keep seeding this many seconds after the switch.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub seed_for: u64,
+    /// Print the report as JSON (schema blobpin.sync/1).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of the hidden `blobpin seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The feed entry: http://HOST:PORT/feed/NAME or a local FEED/NAME directory.
+    #[arg(long, value_name = "FEED_URL")]
+    pub feed: String,
+    /// The published file or directory.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// Address to accept peers on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Peers to connect to (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Vec<std::net::SocketAddr>,
+    /// Upload cap, bytes per second (e.g. 4M).
+    #[arg(long, value_name = "RATE")]
+    pub max_upload: Option<String>,
+    /// Test hook: play a bad peer that corrupts every block it uploads.
+    #[arg(long)]
+    pub corrupt_uploads: bool,
 }
 
 /// Options shared by stat, touch, evict and lock.
@@ -118,7 +235,12 @@ pub fn subcommand_names() -> Vec<String> {
 pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let invoked = argv
         .first()
-        .map(|a| crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).to_vec())
+        .map(|a| {
+            crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(
+                a.as_os_str(),
+            ))
+            .to_vec()
+        })
         .unwrap_or_default();
     if invoked == b"vmtouch" {
         return vmtouch::main(argv);
@@ -139,7 +261,11 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let result = match cli.command {
@@ -147,6 +273,13 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
         Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
         Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
+        Command::Publish(a) => crate::feed::publish::run(&a),
+        #[cfg(feature = "fetch")]
+        Command::Sync(a) => crate::sync::cmd::run(&a),
+        #[cfg(feature = "fetch")]
+        Command::Seed(a) => crate::fetch::seed::run(&a),
+        #[cfg(not(feature = "fetch"))]
+        Command::Sync(_) | Command::Seed(_) => Err(anyhow::anyhow!("built without fetch")),
         Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
     };
     match result {
@@ -171,7 +304,10 @@ mod tests {
     fn every_value_argument_names_its_value() {
         fn check(cmd: &clap::Command) {
             for arg in cmd.get_arguments() {
-                if arg.get_action().takes_values() && arg.get_id() != "help" && arg.get_id() != "version" {
+                if arg.get_action().takes_values()
+                    && arg.get_id() != "help"
+                    && arg.get_id() != "version"
+                {
                     assert!(
                         arg.get_value_names().is_some(),
                         "{} --{} has no value_name",

@@ -5,6 +5,7 @@
 //! returns `io::Result`; callers add the path to the error.
 
 pub mod mapping;
+pub mod writeback;
 
 pub use mapping::Mapping;
 

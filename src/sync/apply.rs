@@ -1,0 +1,547 @@
+//! Carrying out a [`Plan`](super::plan::Plan) on disk. The order guarantees that the live
+//! version is never touched until its replacement is complete:
+//!
+//! 1. fetch and validate `latest.json` and the torrent (SHA-256 against the feed, file names);
+//! 2. download into `DIR/.staging/<v>` with cache-safe storage (resuming what is there);
+//! 3. verify every file's SHA-256 (pieces were SHA-1-checked by librqbit), fsync files and
+//!    directories, rename the staging directory to `DIR/versions/<v>`;
+//! 4. with `--lock`, start a detached `blobpin lock --pidfile DIR/.locks/<v>.pid` holder and
+//!    wait until it holds the whole version (a failure here leaves the old version live and
+//!    locked);
+//! 5. flip `current`: a new symlink `DIR/.current.tmp -> versions/<v>` renamed over
+//!    `DIR/current` (rename is atomic, so a reader resolves either the old or the new version);
+//! 6. run `--exec` with `BLOBPIN_VERSION` and `BLOBPIN_PATH`;
+//! 7. stop the holders of older versions, evict those versions from the page cache, prune to
+//!    `--keep`.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::plan::{plan, DestState, Plan};
+use crate::feed::torrent::{self, hex};
+use crate::feed::FeedEntry;
+use crate::fetch::session::{self, Swarm, SwarmConfig, TorrentConfig, Transfer};
+use crate::fetch::storage::WriteBehindStats;
+use crate::fetch::{runtime, FeedLocation};
+use crate::sys::writeback;
+
+/// Everything `sync` needs, validated.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub feed: FeedLocation,
+    pub dest: PathBuf,
+    pub lock: bool,
+    pub keep: usize,
+    pub exec: Option<String>,
+    pub swarm: SwarmConfig,
+    pub peers: Vec<SocketAddr>,
+    pub trackers: Vec<String>,
+    /// Give up when no data arrived for this long.
+    pub stall: Option<Duration>,
+    /// Keep seeding this long after the switch.
+    pub seed_for: Duration,
+    /// Print progress on stderr.
+    pub progress: bool,
+}
+
+/// What a sync did (printed by the command, as text or JSON).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncReport {
+    pub schema: &'static str,
+    pub name: String,
+    pub version: String,
+    /// `up-to-date`, `relocked` or `switched`.
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub total_size: u64,
+    pub fetched_bytes: u64,
+    pub resumed_bytes: u64,
+    pub uploaded_bytes: u64,
+    pub bytes_by_peer: std::collections::BTreeMap<String, u64>,
+    pub written_back_pieces: u64,
+    pub lock_pid: Option<i32>,
+    pub unlocked: Vec<String>,
+    pub pruned: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The JSON schema tag of [`SyncReport`].
+pub const REPORT_SCHEMA: &str = "blobpin.sync/1";
+
+/// Largest `latest.json` and .torrent accepted.
+const MAX_FEED: usize = 1 << 20;
+const MAX_TORRENT: usize = 64 << 20;
+
+/// Runs one sync; see the module doc.
+pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
+    let start = Instant::now();
+    let rt = runtime()?;
+    let feed_url = o.feed.url_of("latest.json");
+    let raw = o
+        .feed
+        .get(&rt, "latest.json", MAX_FEED)
+        .context("cannot read the feed")?;
+    let entry = FeedEntry::parse(&raw).with_context(|| format!("bad feed entry {feed_url}"))?;
+
+    for d in [
+        o.dest.clone(),
+        o.dest.join("versions"),
+        o.dest.join(".staging"),
+        o.dest.join(".locks"),
+    ] {
+        fs::create_dir_all(&d)
+            .with_context(|| format!("destination {} is not writable", d.display()))?;
+    }
+    // Absolute from here on: lock holders are recognised by the path in their command line.
+    let o = &SyncOptions {
+        dest: fs::canonicalize(&o.dest)
+            .with_context(|| format!("cannot resolve {}", o.dest.display()))?,
+        ..o.clone()
+    };
+    let dest = &o.dest;
+    probe_writable(dest)?;
+    let state = scan(dest)?;
+    let p = plan(&entry.version, &state, o.lock, o.keep);
+    let mut report = SyncReport {
+        schema: REPORT_SCHEMA,
+        name: entry.name.clone(),
+        version: entry.version.clone(),
+        action: if p.switch {
+            "switched"
+        } else if p.lock {
+            "relocked"
+        } else {
+            "up-to-date"
+        },
+        path: dest.join("versions").join(&entry.version),
+        total_size: entry.total_size,
+        fetched_bytes: 0,
+        resumed_bytes: 0,
+        uploaded_bytes: 0,
+        bytes_by_peer: Default::default(),
+        written_back_pieces: 0,
+        lock_pid: None,
+        unlocked: Vec::new(),
+        pruned: Vec::new(),
+        seconds: 0.0,
+    };
+    for v in &p.drop_staging {
+        let d = dest.join(".staging").join(v);
+        fs::remove_dir_all(&d)
+            .with_context(|| format!("cannot remove stale download {}", d.display()))?;
+    }
+    if p.download {
+        let t = download(o, &rt, &entry, &p)?;
+        report.fetched_bytes = t.fetched_bytes;
+        report.resumed_bytes = t.resumed_bytes;
+        report.uploaded_bytes = t.uploaded_bytes;
+        report.bytes_by_peer = t.by_peer;
+        report.written_back_pieces = t.written_back;
+    }
+    drop(rt);
+    let version_dir = dest.join("versions").join(&entry.version);
+    if p.lock {
+        report.lock_pid = Some(start_holder(dest, &entry.version)?);
+    } else if o.lock {
+        report.lock_pid = holder_pid(dest, &entry.version);
+    }
+    if p.switch {
+        flip(dest, &entry.version)?;
+    }
+    let mut hook_err = None;
+    if p.exec {
+        if let Some(cmd) = &o.exec {
+            hook_err = run_hook(cmd, &entry.version, &version_dir).err();
+        }
+    }
+    for v in &p.unlock {
+        stop_holder(dest, v)?;
+        report.unlocked.push(v.clone());
+    }
+    for v in &p.prune {
+        let d = dest.join("versions").join(v);
+        if holder_pid(dest, v).is_some() {
+            continue;
+        }
+        evict_tree(&d);
+        fs::remove_dir_all(&d)
+            .with_context(|| format!("cannot prune old version {}", d.display()))?;
+        report.pruned.push(v.clone());
+    }
+    for v in &p.unlock {
+        if !p.prune.contains(v) {
+            evict_tree(&dest.join("versions").join(v));
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    if let Some(e) = hook_err {
+        return Err(e.context(format!(
+            "version {} is live, but the --exec hook failed",
+            entry.version
+        )));
+    }
+    Ok(report)
+}
+
+/// Creating a file in the destination is the only reliable test of writability (root ignores
+/// modes, but not read-only mounts or immutable directories).
+fn probe_writable(dest: &Path) -> Result<()> {
+    let probe = dest
+        .join(".staging")
+        .join(format!(".probe-{}", std::process::id()));
+    File::create(&probe)
+        .with_context(|| format!("destination {} is not writable", dest.display()))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Reads the destination's state (see `plan` for the layout).
+pub fn scan(dest: &Path) -> Result<DestState> {
+    let list = |d: &Path| -> Result<Vec<(String, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e.with_context(|| format!("cannot read {}", d.display()))?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            out.push((name, t));
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    };
+    let current = fs::read_link(dest.join("current")).ok().and_then(|t| {
+        let t = t.to_str()?.strip_prefix("versions/")?.to_string();
+        (!t.contains('/')).then_some(t)
+    });
+    let versions = list(&dest.join("versions"))?
+        .into_iter()
+        .map(|v| v.0)
+        .collect();
+    let staging = list(&dest.join(".staging"))?
+        .into_iter()
+        .map(|v| v.0)
+        .collect();
+    let mut locked = Vec::new();
+    for e in fs::read_dir(dest.join(".locks"))
+        .with_context(|| format!("cannot read {}/.locks", dest.display()))?
+    {
+        let Ok(e) = e else { continue };
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if let Some(v) = name.strip_suffix(".pid") {
+            if holder_pid(dest, v).is_some() {
+                locked.push(v.to_string());
+            }
+        }
+    }
+    locked.sort();
+    Ok(DestState {
+        current,
+        versions,
+        staging,
+        locked,
+    })
+}
+
+/// Downloads and verifies the plan's version into `versions/<v>`.
+fn download(
+    o: &SyncOptions,
+    rt: &tokio::runtime::Runtime,
+    entry: &FeedEntry,
+    p: &Plan,
+) -> Result<Transfer> {
+    let turl = o.feed.url_of(&entry.torrent.file);
+    let tbytes = o
+        .feed
+        .get(rt, &entry.torrent.file, MAX_TORRENT)
+        .context("cannot read the torrent")?;
+    let sum = hex(&Sha256::digest(&tbytes));
+    ensure!(
+        sum == entry.torrent.sha256,
+        "torrent {turl} has SHA-256 {sum}, but feed field torrent.sha256 says {}",
+        entry.torrent.sha256
+    );
+    let info = torrent::parse(&tbytes).with_context(|| format!("bad torrent {turl}"))?;
+    entry
+        .matches_torrent(&info)
+        .with_context(|| format!("torrent {turl} does not match the feed"))?;
+    ensure!(
+        info.private,
+        "torrent {turl} is not private (BEP 27); blobpin only fetches private torrents"
+    );
+
+    let staging = o.dest.join(".staging").join(&p.version);
+    fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let stats = Arc::new(WriteBehindStats::default());
+    let transfer = rt.block_on(async {
+        let swarm = Swarm::start(&o.swarm, &staging).await?;
+        let cfg = TorrentConfig {
+            peers: o.peers.clone(),
+            trackers: o.trackers.clone(),
+            drop_after_read: false,
+        };
+        let h = swarm
+            .add(tbytes.clone(), &staging, &cfg, stats.clone(), None)
+            .await?;
+        let bar = o.progress.then(|| {
+            let bar = indicatif::ProgressBar::new(entry.total_size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        let res = session::wait_complete(&h, o.stall, |done, _| {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        })
+        .await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let t = session::transfer(&h, &stats);
+        if res.is_ok() && !o.seed_for.is_zero() {
+            tokio::time::sleep(o.seed_for).await;
+        }
+        let t = if res.is_ok() {
+            session::transfer(&h, &stats)
+        } else {
+            t
+        };
+        swarm.session.stop().await;
+        res.map(|()| t)
+    })?;
+    if transfer.writeback_errors > 0 {
+        eprintln!(
+            "blobpin: warning: {} write-behind calls failed (first: {}); the blob is verified and fsynced anyway",
+            transfer.writeback_errors,
+            transfer.first_writeback_error.as_deref().unwrap_or("?")
+        );
+    }
+    verify_and_sync(&staging, entry)?;
+    let target = o.dest.join("versions").join(&p.version);
+    fs::rename(&staging, &target)
+        .with_context(|| format!("cannot move {} to {}", staging.display(), target.display()))?;
+    fsync_dir(&o.dest.join("versions"))?;
+    fsync_dir(&o.dest.join(".staging"))?;
+    Ok(transfer)
+}
+
+/// Checks every file's size and SHA-256, fsyncs it, and fsyncs the directories. The file is read
+/// through the page cache and each chunk dropped again, so verifying never evicts hot pages.
+fn verify_and_sync(dir: &Path, entry: &FeedEntry) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &entry.files {
+        let path = dir.join(&f.path);
+        let mut file = File::open(&path)
+            .with_context(|| format!("cannot open downloaded {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        ensure!(
+            len == f.size,
+            "{} has {len} bytes, the feed says {}",
+            path.display(),
+            f.size
+        );
+        file.sync_all()
+            .with_context(|| format!("cannot fsync {}", path.display()))?;
+        let mut h = Sha256::new();
+        let mut off = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            let _ = writeback::drop_range(file.as_fd(), off, n as u64);
+            off += n as u64;
+        }
+        let sum = hex(&h.finalize());
+        ensure!(
+            sum == f.sha256,
+            "{} has SHA-256 {sum}, the feed says {}: the download is corrupt",
+            path.display(),
+            f.sha256
+        );
+        let mut d = path.parent().map(Path::to_path_buf);
+        while let Some(p) = d {
+            if !p.starts_with(dir) {
+                break;
+            }
+            d = p.parent().map(Path::to_path_buf);
+            dirs.insert(p);
+        }
+    }
+    for d in dirs {
+        fsync_dir(&d)?;
+    }
+    Ok(())
+}
+
+fn fsync_dir(d: &Path) -> Result<()> {
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot fsync directory {}", d.display()))
+}
+
+/// Points `DIR/current` at `versions/<v>` atomically.
+fn flip(dest: &Path, version: &str) -> Result<()> {
+    let tmp = dest.join(".current.tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(Path::new("versions").join(version), &tmp)
+        .with_context(|| format!("cannot create symlink {}", tmp.display()))?;
+    let cur = dest.join("current");
+    fs::rename(&tmp, &cur).with_context(|| format!("cannot replace {}", cur.display()))?;
+    fsync_dir(dest)
+}
+
+fn run_hook(cmd: &str, version: &str, path: &Path) -> Result<()> {
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("BLOBPIN_VERSION", version)
+        .env("BLOBPIN_PATH", path)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run --exec {cmd:?}"))?;
+    ensure!(status.success(), "--exec {cmd:?} exited with {status}");
+    Ok(())
+}
+
+fn pidfile(dest: &Path, version: &str) -> PathBuf {
+    dest.join(".locks").join(format!("{version}.pid"))
+}
+
+/// The pid of the live lock holder of `version`, if there is one: the pidfile names a process
+/// that is a `blobpin lock` of that version's directory (a recycled pid is not).
+pub fn holder_pid(dest: &Path, version: &str) -> Option<i32> {
+    let text = fs::read_to_string(pidfile(dest, version)).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let want = dest.join("versions").join(version);
+    let is_lock = args.iter().any(|a| *a == b"lock");
+    let is_ours = args.iter().any(|a| {
+        Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a)) == want
+    });
+    (is_lock && is_ours).then_some(pid)
+}
+
+/// Starts a detached `blobpin lock` of `versions/<v>` (its own session, so it outlives this
+/// command and the deploy script's terminal) and waits until it holds everything.
+fn start_holder(dest: &Path, version: &str) -> Result<i32> {
+    let dir = dest.join("versions").join(version);
+    let pid_path = pidfile(dest, version);
+    let log_path = dest.join(".locks").join(format!("{version}.log"));
+    let _ = fs::remove_file(&pid_path);
+    let log =
+        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the blobpin executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("lock")
+        .arg("--quiet")
+        .arg("--pidfile")
+        .arg(&pid_path)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    writeback::detach_on_spawn(&mut cmd);
+    let mut child = cmd.spawn().context("cannot start the lock holder")?;
+    let pid = child.id() as i32;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the lock holder")? {
+            let msg = fs::read_to_string(&log_path).unwrap_or_default();
+            bail!(
+                "cannot lock version {version} ({status}): {}; the live version is untouched",
+                msg.trim()
+            );
+        }
+        if fs::read_to_string(&pid_path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            == Some(pid)
+        {
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops the lock holder of `version` (SIGTERM) and waits for it to release its locks.
+fn stop_holder(dest: &Path, version: &str) -> Result<()> {
+    let Some(pid) = holder_pid(dest, version) else {
+        return Ok(());
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..500 {
+        if nix::sys::signal::kill(pid, None).is_err() || holder_pid(dest, version).is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("the lock holder of version {version} (pid {pid}) did not stop within 5 s")
+}
+
+/// Drops a version's files from the page cache (best effort: it is about to be deleted or is
+/// no longer live).
+fn evict_tree(dir: &Path) {
+    let opts = crate::residency::Options {
+        op: crate::residency::Op::Evict,
+        ..Default::default()
+    };
+    struct Quiet;
+    impl crate::residency::Sink for Quiet {
+        fn warning(&mut self, _w: crate::residency::Warning) {}
+    }
+    let mut c = crate::residency::Crawler::new(opts);
+    let _ = c.crawl(dir, &mut Quiet);
+}
+
+impl SyncReport {
+    /// One human line.
+    pub fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        writeln!(
+            out,
+            "{} {}: {} ({:.1} MiB fetched, {:.1} MiB resumed, {:.1} MiB uploaded{}) in {:.2} s",
+            self.name,
+            self.version,
+            self.action,
+            mib(self.fetched_bytes),
+            mib(self.resumed_bytes),
+            mib(self.uploaded_bytes),
+            match self.lock_pid {
+                Some(p) => format!(", locked by pid {p}"),
+                None => String::new(),
+            },
+            self.seconds
+        )
+    }
+}

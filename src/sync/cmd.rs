@@ -1,0 +1,42 @@
+//! `blobpin sync` on the command line: arguments to [`SyncOptions`], then the report.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::apply::{sync, SyncOptions};
+use crate::cli::SyncArgs;
+use crate::fetch::session::SwarmConfig;
+use crate::fetch::{parse_rate, FeedLocation};
+
+/// Runs `blobpin sync`; returns the exit status.
+pub fn run(a: &SyncArgs) -> Result<i32> {
+    let o = SyncOptions {
+        feed: FeedLocation::parse(&a.feed_url)?,
+        dest: a.dest.clone(),
+        lock: a.lock,
+        keep: a.keep as usize,
+        exec: a.exec.clone(),
+        swarm: SwarmConfig {
+            listen: a.listen,
+            max_upload: a.max_upload.as_deref().map(parse_rate).transpose()?,
+            max_download: a.max_download.as_deref().map(parse_rate).transpose()?,
+        },
+        peers: a.peer.clone(),
+        trackers: a.tracker.clone(),
+        stall: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
+        seed_for: Duration::from_secs(a.seed_for),
+        progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = sync(&o)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        report.human(&mut out)?;
+    }
+    out.flush()?;
+    Ok(crate::exit::OK)
+}
