@@ -3,3 +3,6 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod publish;
+mod swarm;
+mod sync;

@@ -1,0 +1,355 @@
+//! `blobpin publish`, `seed` and `sync` end to end, with real processes on loopback
+//! addresses (127.0.0.x stands for distinct hosts): a swarm of syncs, resume after kill -9,
+//! a corrupting peer, bad inputs that leave the live version alone, and an update read
+//! through `current` while it happens. Locking needs CAP_IPC_LOCK or a large enough
+//! RLIMIT_MEMLOCK (CI runs as root).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use blobpin::feed::FeedEntry;
+
+use crate::common::Scratch;
+use crate::swarm::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn publish(blob: &Path, feed: &Path, extra: &[&str]) -> FeedEntry {
+    let mut args = vec!["publish", blob.to_str().unwrap(), "--feed", feed.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let r = run_bounded(&args, LIMIT);
+    assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
+    FeedEntry::parse(&r.stdout).expect("publish prints the feed entry")
+}
+
+fn sync_args<'a>(feed: &'a str, dest: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["sync", feed, "--dest", dest, "--json", "--stall-timeout", "30"];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn current_target(dest: &Path) -> String {
+    fs::read_link(dest.join("current")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
+    let s = Scratch::new("sync-swarm");
+    let data = write_blob(&s.path("build/idx.bin"), 24 << 20, 1);
+    let entry = publish(&s.path("build/idx.bin"), &s.path("feed"), &[]);
+    let http = FeedServer::start(&s.path("feed"));
+    let feed_url = format!("{}/idx", http.base);
+    let seeder = Seeder::start(&feed_url, &s.path("build/idx.bin"), free_addr("127.0.0.1"), &["--max-upload", "16M"]);
+    let hosts: Vec<_> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| free_addr(ip))
+        .collect();
+    let dests: Vec<_> = (0..3).map(|i| s.path(&format!("host{i}"))).collect();
+    let _guards: Vec<_> = dests.iter().map(|d| HolderGuard(d.clone())).collect();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let mut cmd = Command::new(crate::common::blobpin());
+            cmd.args(sync_args(&feed_url, dests[i].to_str().unwrap(), &["--lock"]))
+                .args(["--listen", &hosts[i].to_string(), "--peer", &seeder.addr.to_string()]);
+            for (j, h) in hosts.iter().enumerate() {
+                if j != i {
+                    cmd.args(["--peer", &h.to_string()]);
+                }
+            }
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let runs: Vec<_> = children.into_iter().map(|c| wait_bounded(c, LIMIT, "sync")).collect();
+    let seeder_addr = seeder.addr.to_string();
+    let uploaded = seeder.stop();
+    let mut from_hosts = 0u64;
+    for (i, r) in runs.iter().enumerate() {
+        let rep = report(r);
+        assert_eq!(rep["action"], "switched");
+        assert_eq!(rep["version"], entry.version.as_str());
+        assert_eq!(current_target(&dests[i]), format!("versions/{}", entry.version));
+        let got = fs::read(dests[i].join("current/idx.bin")).unwrap();
+        assert!(got == data, "host {i} has different content");
+        assert!(!dests[i].join(".staging").join(&entry.version).exists());
+        // Locked: the detached holder has the whole version in VmLck.
+        let pid = holder_pid(&dests[i], &entry.version).expect("a lock holder");
+        assert_eq!(rep["lock_pid"].as_i64(), Some(pid as i64));
+        assert!(alive(pid));
+        assert!(vm_locked(pid) >= 24 << 20, "holder {pid} locks only {} bytes", vm_locked(pid));
+        for (peer, bytes) in rep["bytes_by_peer"].as_object().unwrap() {
+            if *peer != seeder_addr {
+                from_hosts += bytes.as_u64().unwrap();
+            }
+        }
+    }
+    eprintln!(
+        "swarm share: seeder uploaded {uploaded} bytes, hosts got {from_hosts} bytes from each other ({:.0}% of 3 x blob)",
+        100.0 * from_hosts as f64 / (3.0 * (24 << 20) as f64)
+    );
+    // A second sync finds everything up to date and keeps the same holder.
+    let r = run_bounded(&sync_args(&feed_url, dests[0].to_str().unwrap(), &["--lock"]), LIMIT);
+    let rep = report(&r);
+    assert_eq!(rep["action"], "up-to-date");
+    assert_eq!(rep["fetched_bytes"], 0);
+}
+
+#[test]
+fn resume_after_kill_does_not_fetch_verified_pieces_again() {
+    let s = Scratch::new("sync-resume");
+    let data = write_blob(&s.path("build/blob.bin"), 16 << 20, 2);
+    let entry = publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    let feed = s.path("feed/blob");
+    let feed = feed.to_str().unwrap();
+    let dest = s.path("dest");
+    let seeder = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--max-upload", "2M"]);
+    let peer = seeder.addr.to_string();
+    let mut child = Command::new(crate::common::blobpin())
+        .args(sync_args(feed, dest.to_str().unwrap(), &["--peer", &peer, "--listen", "127.0.0.5:0"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a good part is on disk, then kill -9 mid-download.
+    let partial = dest.join(".staging").join(&entry.version).join("blob.bin");
+    let start = std::time::Instant::now();
+    loop {
+        let blocks = fs::metadata(&partial).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
+        if blocks >= 6 << 20 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "sync ended before it could be killed");
+        assert!(start.elapsed() < LIMIT, "the download never progressed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dest.join("current").exists(), "nothing may be live after an interrupted first sync");
+
+    let r = run_bounded(&sync_args(feed, dest.to_str().unwrap(), &["--peer", &peer, "--listen", "127.0.0.5:0"]), LIMIT);
+    let rep = report(&r);
+    let resumed = rep["resumed_bytes"].as_u64().unwrap();
+    let fetched = rep["fetched_bytes"].as_u64().unwrap();
+    assert!(resumed >= 4 << 20, "only {resumed} bytes were kept from the first run");
+    assert!(
+        fetched <= (16 << 20) - resumed + (1 << 20),
+        "fetched {fetched} bytes although {resumed} were already verified"
+    );
+    assert_eq!(fs::read(dest.join("current/blob.bin")).unwrap(), data);
+    drop(seeder);
+}
+
+#[test]
+fn corrupt_peer_is_caught_by_the_piece_hash() {
+    let s = Scratch::new("sync-corrupt");
+    let data = write_blob(&s.path("build/blob.bin"), 8 << 20, 3);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    let feed = s.path("feed/blob");
+    let feed = feed.to_str().unwrap();
+    let bad = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--corrupt-uploads"]);
+    let good = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--max-upload", "4M"]);
+    let dest = s.path("dest");
+    let r = run_bounded(
+        &sync_args(
+            feed,
+            dest.to_str().unwrap(),
+            &["--peer", &bad.addr.to_string(), "--peer", &good.addr.to_string(), "--listen", "127.0.0.6:0"],
+        ),
+        LIMIT,
+    );
+    report(&r);
+    assert_eq!(fs::read(dest.join("current/blob.bin")).unwrap(), data);
+    let bad_sent = bad.stop();
+    good.stop();
+    assert!(bad_sent > 0, "the corrupting peer was never asked for data: the test proved nothing");
+}
+
+/// A destination with a live, locked v1 (fetched from a local feed) and a seeder for it.
+fn live_destination(s: &Scratch) -> (std::path::PathBuf, FeedEntry, Vec<u8>) {
+    let data = write_blob(&s.path("build/blob.bin"), 4 << 20, 4);
+    let entry = publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v1"]);
+    let feed = s.path("feed/blob");
+    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let dest = s.path("dest");
+    let r = run_bounded(
+        &sync_args(
+            feed.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            &["--lock", "--peer", &seeder.addr.to_string(), "--listen", "127.0.0.7:0"],
+        ),
+        LIMIT,
+    );
+    report(&r);
+    (dest, entry, data)
+}
+
+fn assert_live_untouched(dest: &Path, data: &[u8], pid: i32) {
+    assert_eq!(current_target(dest), "versions/v1");
+    assert!(fs::read(dest.join("current/blob.bin")).unwrap() == data, "live content changed");
+    assert!(alive(pid), "the live version's lock holder was stopped");
+    assert_eq!(holder_pid(dest, "v1"), Some(pid));
+}
+
+#[test]
+fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
+    let s = Scratch::new("sync-bad");
+    let (dest, entry, data) = live_destination(&s);
+    let _guard = HolderGuard(dest.clone());
+    let pid = holder_pid(&dest, "v1").expect("v1 is locked");
+    let d = dest.to_str().unwrap();
+    let http = FeedServer::start(&s.path("feed"));
+
+    let expect_fail = |feed: &str, want: &str, case: &str| {
+        let r = run_bounded(&sync_args(feed, d, &["--lock", "--stall-timeout", "5"]), LIMIT);
+        assert_eq!(r.code, Some(1), "{case}: exit {:?}, stderr {}", r.code, r.err());
+        assert!(r.err().starts_with("blobpin: "), "{case}: {}", r.err());
+        assert!(r.err().contains(want), "{case}: expected {want:?} in {}", r.err());
+        assert!(!r.err().contains("panicked"), "{case}: {}", r.err());
+        assert_live_untouched(&dest, &data, pid);
+    };
+
+    // Feed not there at all (HTTP 404) and unreachable.
+    expect_fail(&format!("{}/nothing", http.base), "404", "feed 404");
+    let closed = free_addr("127.0.0.1");
+    expect_fail(&format!("http://{closed}/feed/blob"), "cannot fetch", "feed unreachable");
+
+    // Malformed and truncated latest.json.
+    let mk = |name: &str, latest: &[u8], torrent: Option<&[u8]>| {
+        let dir = s.path(&format!("feed/{name}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("latest.json"), latest).unwrap();
+        if let Some(t) = torrent {
+            fs::write(dir.join("v2.torrent"), t).unwrap();
+        }
+        format!("{}/{name}", http.base)
+    };
+    let good_json = fs::read(s.path("feed/blob/latest.json")).unwrap();
+    let torrent = fs::read(s.path("feed/blob/v1.torrent")).unwrap();
+    expect_fail(&mk("garbage", b"{ this is not json", None), "latest.json", "malformed JSON");
+    expect_fail(&mk("cut", &good_json[..good_json.len() / 2], None), "latest.json", "truncated JSON");
+
+    // A v2 entry whose torrent does not have the SHA-256 the feed promises.
+    let mut v2 = entry.clone();
+    v2.version = "v2".into();
+    v2.torrent.file = "v2.torrent".into();
+    let mut tampered = torrent.clone();
+    tampered.push(b'x');
+    expect_fail(&mk("tampered", &v2.to_json(), Some(&tampered)), "torrent.sha256", "torrent hash mismatch");
+
+    // `..` in the feed's file list, and in the torrent itself (with a matching SHA-256).
+    let mut evil = v2.clone();
+    evil.files[0].path = "../../evil".into();
+    expect_fail(&mk("evil-feed", &evil.to_json(), Some(&torrent)), "files[0].path", "feed ..");
+    let spec = blobpin::feed::torrent::TorrentSpec {
+        name: "blob".into(),
+        piece_length: entry.piece_length,
+        pieces: vec![[0u8; 20]; entry.total_size.div_ceil(entry.piece_length) as usize],
+        files: vec![blobpin::feed::torrent::TorrentFile { path: "ok".into(), len: entry.total_size }],
+        multi_file: true,
+        trackers: vec![],
+        created: 0,
+    };
+    let (t, _) = blobpin::feed::torrent::build(&spec).unwrap();
+    let t = String::from_utf8_lossy(&t).replace("4:pathl2:okee", "4:pathl2:..ee").into_bytes();
+    let mut evil = v2.clone();
+    evil.files[0].path = "ok".into();
+    evil.torrent.sha256 = blobpin::feed::torrent::hex(&<sha2::Sha256 as sha2::Digest>::digest(&t));
+    expect_fail(&mk("evil-torrent", &evil.to_json(), Some(&t)), "info.files[0].path", "torrent ..");
+
+    // A destination that cannot be written (immutable: even root cannot create files there).
+    // A valid v2 is published so that only the destination is wrong.
+    write_blob(&s.path("build/blob.bin"), 4 << 20, 5);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v2"]);
+    let staging = dest.join(".staging");
+    let st = Command::new("chattr").arg("+i").arg(&staging).status();
+    assert!(
+        st.map(|s| s.success()).unwrap_or(false),
+        "chattr +i failed: this test needs root (CAP_LINUX_IMMUTABLE) and e2fsprogs"
+    );
+    let r = run_bounded(&sync_args(&format!("{}/blob", http.base), d, &["--lock"]), LIMIT);
+    let _ = Command::new("chattr").arg("-i").arg(&staging).status();
+    assert_eq!(r.code, Some(1), "{}", r.err());
+    assert!(r.err().contains("not writable"), "{}", r.err());
+    assert_live_untouched(&dest, &data, pid);
+}
+
+#[test]
+fn update_is_atomic_for_a_reader_of_current() {
+    let s = Scratch::new("sync-update");
+    let (dest, _, v1) = live_destination(&s);
+    let _guard = HolderGuard(dest.clone());
+    let old_pid = holder_pid(&dest, "v1").unwrap();
+    let v2 = write_blob(&s.path("build/blob.bin"), 4 << 20, 6);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v2"]);
+    let feed = s.path("feed/blob");
+    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, path) = (stop.clone(), dest.join("current/blob.bin"));
+        let (v1, v2) = (v1.clone(), v2.clone());
+        std::thread::spawn(move || {
+            let (mut saw1, mut saw2, mut torn) = (0u32, 0u32, 0u32);
+            let mut after_stop = 0;
+            // Keep reading until the sync is over and v2 was seen (or clearly never will be).
+            while saw2 == 0 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    after_stop += 1;
+                    if after_stop > 50 {
+                        break;
+                    }
+                }
+                let got = fs::read(&path).expect("current/blob.bin is always readable");
+                if got == v1 {
+                    saw1 += 1;
+                } else if got == v2 {
+                    saw2 += 1;
+                } else {
+                    torn += 1;
+                }
+            }
+            (saw1, saw2, torn)
+        })
+    };
+    let hook_out = s.path("hook.txt");
+    let hook = format!("echo \"$BLOBPIN_VERSION $BLOBPIN_PATH\" > {}", hook_out.display());
+    let r = run_bounded(
+        &sync_args(
+            feed.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            &["--lock", "--keep", "2", "--exec", &hook, "--peer", &seeder.addr.to_string()],
+        ),
+        LIMIT,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rep = report(&r);
+    let (saw1, saw2, torn) = reader.join().unwrap();
+    assert_eq!(torn, 0, "the reader saw a mixed blob {torn} times");
+    assert!(saw1 > 0 && saw2 > 0, "reads: {saw1} of v1, {saw2} of v2");
+    assert_eq!(rep["action"], "switched");
+    assert_eq!(current_target(&dest), "versions/v2");
+    // The hook ran with the new version; the old holder was stopped, the new one holds v2.
+    let hook_text = fs::read_to_string(&hook_out).unwrap();
+    assert_eq!(hook_text.trim(), format!("v2 {}", fs::canonicalize(&dest).unwrap().join("versions/v2").display()));
+    assert!(!alive(old_pid), "the v1 holder still runs");
+    let new_pid = holder_pid(&dest, "v2").unwrap();
+    assert!(alive(new_pid) && vm_locked(new_pid) >= 4 << 20);
+    // --keep 2 keeps v1 on disk; a third version prunes it.
+    assert!(dest.join("versions/v1").exists());
+    let _ = write_blob(&s.path("build/blob.bin"), 4 << 20, 7);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v3"]);
+    drop(seeder);
+    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let r = run_bounded(
+        &sync_args(feed.to_str().unwrap(), dest.to_str().unwrap(), &["--keep", "2", "--peer", &seeder.addr.to_string()]),
+        LIMIT,
+    );
+    let rep = report(&r);
+    assert_eq!(rep["pruned"], serde_json::json!(["v1"]));
+    assert!(!dest.join("versions/v1").exists() && dest.join("versions/v2").exists());
+    // Without --lock every holder is released.
+    assert!(!alive(new_pid), "an unlocked sync left the v2 holder running");
+}
