@@ -5,4 +5,5 @@
 mod common;
 mod publish;
 mod swarm;
+#[cfg(feature = "fetch")]
 mod sync;

@@ -35,7 +35,10 @@ fn publish_writes_a_private_torrent_and_a_matching_feed_entry() {
     assert_eq!(t.piece_length, torrent::piece_length_for(5 << 20));
     // Every piece hash is the SHA-1 of that piece of the file.
     for (i, chunk) in data.chunks(t.piece_length as usize).enumerate() {
-        assert_eq!(<sha1::Sha1 as sha1::Digest>::digest(chunk).as_slice(), &t.pieces[i]);
+        assert_eq!(
+            <sha1::Sha1 as sha1::Digest>::digest(chunk).as_slice(),
+            &t.pieces[i]
+        );
     }
     // No temporary files left behind.
     let names: Vec<_> = fs::read_dir(s.path("feed/idx"))
@@ -52,17 +55,46 @@ fn publish_writes_a_private_torrent_and_a_matching_feed_entry() {
 
     // New content, explicit version: a second torrent, latest.json replaced.
     write_blob(&s.path("idx.bin"), 3 << 20, 12);
-    let r = run(&s.dir, ["publish", "idx.bin", "--feed", "feed", "--version-name", "v2", "--tracker", "http://127.0.0.1:1/announce"]);
+    let r = run(
+        &s.dir,
+        [
+            "publish",
+            "idx.bin",
+            "--feed",
+            "feed",
+            "--version-name",
+            "v2",
+            "--tracker",
+            "http://127.0.0.1:1/announce",
+        ],
+    );
     assert_eq!(r.code, Some(0), "{}", r.err());
     let e2 = FeedEntry::parse(&fs::read(s.path("feed/idx/latest.json")).unwrap()).unwrap();
     assert_eq!(e2.version, "v2");
     assert_ne!(e2.torrent.info_hash, entry.torrent.info_hash);
-    assert!(s.path("feed/idx").join(&entry.torrent.file).exists(), "old torrents stay for seeding");
+    assert!(
+        s.path("feed/idx").join(&entry.torrent.file).exists(),
+        "old torrents stay for seeding"
+    );
     // The same version name twice is refused.
     write_blob(&s.path("idx.bin"), 3 << 20, 13);
-    let r = run(&s.dir, ["publish", "idx.bin", "--feed", "feed", "--version-name", "v2"]);
+    let r = run(
+        &s.dir,
+        [
+            "publish",
+            "idx.bin",
+            "--feed",
+            "feed",
+            "--version-name",
+            "v2",
+        ],
+    );
     assert_eq!(r.code, Some(1));
-    assert!(r.err().contains("v2.torrent") && r.err().contains("already exists"), "{}", r.err());
+    assert!(
+        r.err().contains("v2.torrent") && r.err().contains("already exists"),
+        "{}",
+        r.err()
+    );
 }
 
 #[test]
@@ -78,7 +110,8 @@ fn publish_of_a_directory_lists_every_file_in_order() {
     assert_eq!(paths, ["a.txt", "b/weights.bin"]);
     assert_eq!(entry.files[0].sha256, sha256_hex(&b));
     assert_eq!(entry.files[1].sha256, sha256_hex(&a));
-    let t = torrent::parse(&fs::read(s.path("feed/model").join(&entry.torrent.file)).unwrap()).unwrap();
+    let t =
+        torrent::parse(&fs::read(s.path("feed/model").join(&entry.torrent.file)).unwrap()).unwrap();
     assert!(t.multi_file);
     entry.matches_torrent(&t).unwrap();
 }
@@ -88,17 +121,37 @@ fn publish_refuses_bad_input_clearly() {
     let s = Scratch::new("publish-bad");
     let r = run(&s.dir, ["publish", "missing.bin", "--feed", "feed"]);
     assert_eq!(r.code, Some(1));
-    assert!(r.err().starts_with("blobpin: ") && r.err().contains("missing.bin"), "{}", r.err());
+    assert!(
+        r.err().starts_with("blobpin: ") && r.err().contains("missing.bin"),
+        "{}",
+        r.err()
+    );
     fs::write(s.path("empty.bin"), b"").unwrap();
     let r = run(&s.dir, ["publish", "empty.bin", "--feed", "feed"]);
     assert_eq!(r.code, Some(1));
     assert!(r.err().contains("empty"), "{}", r.err());
     write_blob(&s.path("x.bin"), 1000, 1);
-    let r = run(&s.dir, ["publish", "x.bin", "--feed", "feed", "--name", "../up"]);
+    let r = run(
+        &s.dir,
+        ["publish", "x.bin", "--feed", "feed", "--name", "../up"],
+    );
     assert_eq!(r.code, Some(1));
     assert!(r.err().contains("--name"), "{}", r.err());
-    let r = run(&s.dir, ["publish", "x.bin", "--feed", "feed", "--version-name", ".hidden"]);
+    let r = run(
+        &s.dir,
+        [
+            "publish",
+            "x.bin",
+            "--feed",
+            "feed",
+            "--version-name",
+            ".hidden",
+        ],
+    );
     assert_eq!(r.code, Some(1));
     assert!(r.err().contains("--version"), "{}", r.err());
-    assert!(!s.path("feed/x/latest.json").exists(), "a refused publish wrote a feed entry");
+    assert!(
+        !s.path("feed/x/latest.json").exists(),
+        "a refused publish wrote a feed entry"
+    );
 }

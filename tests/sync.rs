@@ -17,7 +17,13 @@ use crate::swarm::*;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn publish(blob: &Path, feed: &Path, extra: &[&str]) -> FeedEntry {
-    let mut args = vec!["publish", blob.to_str().unwrap(), "--feed", feed.to_str().unwrap(), "--json"];
+    let mut args = vec![
+        "publish",
+        blob.to_str().unwrap(),
+        "--feed",
+        feed.to_str().unwrap(),
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let r = run_bounded(&args, LIMIT);
     assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
@@ -25,13 +31,24 @@ fn publish(blob: &Path, feed: &Path, extra: &[&str]) -> FeedEntry {
 }
 
 fn sync_args<'a>(feed: &'a str, dest: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["sync", feed, "--dest", dest, "--json", "--stall-timeout", "30"];
+    let mut v = vec![
+        "sync",
+        feed,
+        "--dest",
+        dest,
+        "--json",
+        "--stall-timeout",
+        "30",
+    ];
     v.extend_from_slice(extra);
     v
 }
 
 fn current_target(dest: &Path) -> String {
-    fs::read_link(dest.join("current")).unwrap().to_string_lossy().into_owned()
+    fs::read_link(dest.join("current"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -41,7 +58,12 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
     let entry = publish(&s.path("build/idx.bin"), &s.path("feed"), &[]);
     let http = FeedServer::start(&s.path("feed"));
     let feed_url = format!("{}/idx", http.base);
-    let seeder = Seeder::start(&feed_url, &s.path("build/idx.bin"), free_addr("127.0.0.1"), &["--max-upload", "16M"]);
+    let seeder = Seeder::start(
+        &feed_url,
+        &s.path("build/idx.bin"),
+        free_addr("127.0.0.1"),
+        &["--max-upload", "16M"],
+    );
     let hosts: Vec<_> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         .iter()
         .map(|ip| free_addr(ip))
@@ -51,18 +73,32 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
     let children: Vec<_> = (0..3)
         .map(|i| {
             let mut cmd = Command::new(crate::common::blobpin());
-            cmd.args(sync_args(&feed_url, dests[i].to_str().unwrap(), &["--lock"]))
-                .args(["--listen", &hosts[i].to_string(), "--peer", &seeder.addr.to_string()]);
+            cmd.args(sync_args(
+                &feed_url,
+                dests[i].to_str().unwrap(),
+                &["--lock"],
+            ))
+            .args([
+                "--listen",
+                &hosts[i].to_string(),
+                "--peer",
+                &seeder.addr.to_string(),
+            ]);
             for (j, h) in hosts.iter().enumerate() {
                 if j != i {
                     cmd.args(["--peer", &h.to_string()]);
                 }
             }
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             cmd.spawn().unwrap()
         })
         .collect();
-    let runs: Vec<_> = children.into_iter().map(|c| wait_bounded(c, LIMIT, "sync")).collect();
+    let runs: Vec<_> = children
+        .into_iter()
+        .map(|c| wait_bounded(c, LIMIT, "sync"))
+        .collect();
     let seeder_addr = seeder.addr.to_string();
     let uploaded = seeder.stop();
     let mut from_hosts = 0u64;
@@ -70,7 +106,10 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
         let rep = report(r);
         assert_eq!(rep["action"], "switched");
         assert_eq!(rep["version"], entry.version.as_str());
-        assert_eq!(current_target(&dests[i]), format!("versions/{}", entry.version));
+        assert_eq!(
+            current_target(&dests[i]),
+            format!("versions/{}", entry.version)
+        );
         let got = fs::read(dests[i].join("current/idx.bin")).unwrap();
         assert!(got == data, "host {i} has different content");
         assert!(!dests[i].join(".staging").join(&entry.version).exists());
@@ -78,7 +117,11 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
         let pid = holder_pid(&dests[i], &entry.version).expect("a lock holder");
         assert_eq!(rep["lock_pid"].as_i64(), Some(pid as i64));
         assert!(alive(pid));
-        assert!(vm_locked(pid) >= 24 << 20, "holder {pid} locks only {} bytes", vm_locked(pid));
+        assert!(
+            vm_locked(pid) >= 24 << 20,
+            "holder {pid} locks only {} bytes",
+            vm_locked(pid)
+        );
         for (peer, bytes) in rep["bytes_by_peer"].as_object().unwrap() {
             if *peer != seeder_addr {
                 from_hosts += bytes.as_u64().unwrap();
@@ -90,7 +133,10 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
         100.0 * from_hosts as f64 / (3.0 * (24 << 20) as f64)
     );
     // A second sync finds everything up to date and keeps the same holder.
-    let r = run_bounded(&sync_args(&feed_url, dests[0].to_str().unwrap(), &["--lock"]), LIMIT);
+    let r = run_bounded(
+        &sync_args(&feed_url, dests[0].to_str().unwrap(), &["--lock"]),
+        LIMIT,
+    );
     let rep = report(&r);
     assert_eq!(rep["action"], "up-to-date");
     assert_eq!(rep["fetched_bytes"], 0);
@@ -104,10 +150,19 @@ fn resume_after_kill_does_not_fetch_verified_pieces_again() {
     let feed = s.path("feed/blob");
     let feed = feed.to_str().unwrap();
     let dest = s.path("dest");
-    let seeder = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--max-upload", "2M"]);
+    let seeder = Seeder::start(
+        feed,
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &["--max-upload", "2M"],
+    );
     let peer = seeder.addr.to_string();
     let mut child = Command::new(crate::common::blobpin())
-        .args(sync_args(feed, dest.to_str().unwrap(), &["--peer", &peer, "--listen", "127.0.0.5:0"]))
+        .args(sync_args(
+            feed,
+            dest.to_str().unwrap(),
+            &["--peer", &peer, "--listen", "127.0.0.5:0"],
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -117,23 +172,41 @@ fn resume_after_kill_does_not_fetch_verified_pieces_again() {
     let partial = dest.join(".staging").join(&entry.version).join("blob.bin");
     let start = std::time::Instant::now();
     loop {
-        let blocks = fs::metadata(&partial).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
+        let blocks = fs::metadata(&partial)
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+            .unwrap_or(0);
         if blocks >= 6 << 20 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "sync ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync ended before it could be killed"
+        );
         assert!(start.elapsed() < LIMIT, "the download never progressed");
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!dest.join("current").exists(), "nothing may be live after an interrupted first sync");
+    assert!(
+        !dest.join("current").exists(),
+        "nothing may be live after an interrupted first sync"
+    );
 
-    let r = run_bounded(&sync_args(feed, dest.to_str().unwrap(), &["--peer", &peer, "--listen", "127.0.0.5:0"]), LIMIT);
+    let r = run_bounded(
+        &sync_args(
+            feed,
+            dest.to_str().unwrap(),
+            &["--peer", &peer, "--listen", "127.0.0.5:0"],
+        ),
+        LIMIT,
+    );
     let rep = report(&r);
     let resumed = rep["resumed_bytes"].as_u64().unwrap();
     let fetched = rep["fetched_bytes"].as_u64().unwrap();
-    assert!(resumed >= 4 << 20, "only {resumed} bytes were kept from the first run");
+    assert!(
+        resumed >= 4 << 20,
+        "only {resumed} bytes were kept from the first run"
+    );
     assert!(
         fetched <= (16 << 20) - resumed + (1 << 20),
         "fetched {fetched} bytes although {resumed} were already verified"
@@ -149,14 +222,31 @@ fn corrupt_peer_is_caught_by_the_piece_hash() {
     publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
     let feed = s.path("feed/blob");
     let feed = feed.to_str().unwrap();
-    let bad = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--corrupt-uploads"]);
-    let good = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &["--max-upload", "4M"]);
+    let bad = Seeder::start(
+        feed,
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &["--corrupt-uploads"],
+    );
+    let good = Seeder::start(
+        feed,
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &["--max-upload", "4M"],
+    );
     let dest = s.path("dest");
     let r = run_bounded(
         &sync_args(
             feed,
             dest.to_str().unwrap(),
-            &["--peer", &bad.addr.to_string(), "--peer", &good.addr.to_string(), "--listen", "127.0.0.6:0"],
+            &[
+                "--peer",
+                &bad.addr.to_string(),
+                "--peer",
+                &good.addr.to_string(),
+                "--listen",
+                "127.0.0.6:0",
+            ],
         ),
         LIMIT,
     );
@@ -164,21 +254,39 @@ fn corrupt_peer_is_caught_by_the_piece_hash() {
     assert_eq!(fs::read(dest.join("current/blob.bin")).unwrap(), data);
     let bad_sent = bad.stop();
     good.stop();
-    assert!(bad_sent > 0, "the corrupting peer was never asked for data: the test proved nothing");
+    assert!(
+        bad_sent > 0,
+        "the corrupting peer was never asked for data: the test proved nothing"
+    );
 }
 
 /// A destination with a live, locked v1 (fetched from a local feed) and a seeder for it.
 fn live_destination(s: &Scratch) -> (std::path::PathBuf, FeedEntry, Vec<u8>) {
     let data = write_blob(&s.path("build/blob.bin"), 4 << 20, 4);
-    let entry = publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v1"]);
+    let entry = publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v1"],
+    );
     let feed = s.path("feed/blob");
-    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let seeder = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &[],
+    );
     let dest = s.path("dest");
     let r = run_bounded(
         &sync_args(
             feed.to_str().unwrap(),
             dest.to_str().unwrap(),
-            &["--lock", "--peer", &seeder.addr.to_string(), "--listen", "127.0.0.7:0"],
+            &[
+                "--lock",
+                "--peer",
+                &seeder.addr.to_string(),
+                "--listen",
+                "127.0.0.7:0",
+            ],
         ),
         LIMIT,
     );
@@ -188,7 +296,10 @@ fn live_destination(s: &Scratch) -> (std::path::PathBuf, FeedEntry, Vec<u8>) {
 
 fn assert_live_untouched(dest: &Path, data: &[u8], pid: i32) {
     assert_eq!(current_target(dest), "versions/v1");
-    assert!(fs::read(dest.join("current/blob.bin")).unwrap() == data, "live content changed");
+    assert!(
+        fs::read(dest.join("current/blob.bin")).unwrap() == data,
+        "live content changed"
+    );
     assert!(alive(pid), "the live version's lock holder was stopped");
     assert_eq!(holder_pid(dest, "v1"), Some(pid));
 }
@@ -203,10 +314,20 @@ fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
     let http = FeedServer::start(&s.path("feed"));
 
     let expect_fail = |feed: &str, want: &str, case: &str| {
-        let r = run_bounded(&sync_args(feed, d, &["--lock", "--stall-timeout", "5"]), LIMIT);
-        assert_eq!(r.code, Some(1), "{case}: exit {:?}, stderr {}", r.code, r.err());
+        let r = run_bounded(&sync_args(feed, d, &["--lock"]), LIMIT);
+        assert_eq!(
+            r.code,
+            Some(1),
+            "{case}: exit {:?}, stderr {}",
+            r.code,
+            r.err()
+        );
         assert!(r.err().starts_with("blobpin: "), "{case}: {}", r.err());
-        assert!(r.err().contains(want), "{case}: expected {want:?} in {}", r.err());
+        assert!(
+            r.err().contains(want),
+            "{case}: expected {want:?} in {}",
+            r.err()
+        );
         assert!(!r.err().contains("panicked"), "{case}: {}", r.err());
         assert_live_untouched(&dest, &data, pid);
     };
@@ -214,7 +335,11 @@ fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
     // Feed not there at all (HTTP 404) and unreachable.
     expect_fail(&format!("{}/nothing", http.base), "404", "feed 404");
     let closed = free_addr("127.0.0.1");
-    expect_fail(&format!("http://{closed}/feed/blob"), "cannot fetch", "feed unreachable");
+    expect_fail(
+        &format!("http://{closed}/feed/blob"),
+        "cannot fetch",
+        "feed unreachable",
+    );
 
     // Malformed and truncated latest.json.
     let mk = |name: &str, latest: &[u8], torrent: Option<&[u8]>| {
@@ -228,8 +353,16 @@ fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
     };
     let good_json = fs::read(s.path("feed/blob/latest.json")).unwrap();
     let torrent = fs::read(s.path("feed/blob/v1.torrent")).unwrap();
-    expect_fail(&mk("garbage", b"{ this is not json", None), "latest.json", "malformed JSON");
-    expect_fail(&mk("cut", &good_json[..good_json.len() / 2], None), "latest.json", "truncated JSON");
+    expect_fail(
+        &mk("garbage", b"{ this is not json", None),
+        "latest.json",
+        "malformed JSON",
+    );
+    expect_fail(
+        &mk("cut", &good_json[..good_json.len() / 2], None),
+        "latest.json",
+        "truncated JSON",
+    );
 
     // A v2 entry whose torrent does not have the SHA-256 the feed promises.
     let mut v2 = entry.clone();
@@ -237,39 +370,63 @@ fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
     v2.torrent.file = "v2.torrent".into();
     let mut tampered = torrent.clone();
     tampered.push(b'x');
-    expect_fail(&mk("tampered", &v2.to_json(), Some(&tampered)), "torrent.sha256", "torrent hash mismatch");
+    expect_fail(
+        &mk("tampered", &v2.to_json(), Some(&tampered)),
+        "torrent.sha256",
+        "torrent hash mismatch",
+    );
 
     // `..` in the feed's file list, and in the torrent itself (with a matching SHA-256).
     let mut evil = v2.clone();
     evil.files[0].path = "../../evil".into();
-    expect_fail(&mk("evil-feed", &evil.to_json(), Some(&torrent)), "files[0].path", "feed ..");
+    expect_fail(
+        &mk("evil-feed", &evil.to_json(), Some(&torrent)),
+        "files[0].path",
+        "feed ..",
+    );
     let spec = blobpin::feed::torrent::TorrentSpec {
         name: "blob".into(),
         piece_length: entry.piece_length,
         pieces: vec![[0u8; 20]; entry.total_size.div_ceil(entry.piece_length) as usize],
-        files: vec![blobpin::feed::torrent::TorrentFile { path: "ok".into(), len: entry.total_size }],
+        files: vec![blobpin::feed::torrent::TorrentFile {
+            path: "ok".into(),
+            len: entry.total_size,
+        }],
         multi_file: true,
         trackers: vec![],
         created: 0,
     };
     let (t, _) = blobpin::feed::torrent::build(&spec).unwrap();
-    let t = String::from_utf8_lossy(&t).replace("4:pathl2:okee", "4:pathl2:..ee").into_bytes();
+    let t = String::from_utf8_lossy(&t)
+        .replace("4:pathl2:okee", "4:pathl2:..ee")
+        .into_bytes();
     let mut evil = v2.clone();
     evil.files[0].path = "ok".into();
     evil.torrent.sha256 = blobpin::feed::torrent::hex(&<sha2::Sha256 as sha2::Digest>::digest(&t));
-    expect_fail(&mk("evil-torrent", &evil.to_json(), Some(&t)), "info.files[0].path", "torrent ..");
+    expect_fail(
+        &mk("evil-torrent", &evil.to_json(), Some(&t)),
+        "info.files[0].path",
+        "torrent ..",
+    );
 
     // A destination that cannot be written (immutable: even root cannot create files there).
     // A valid v2 is published so that only the destination is wrong.
     write_blob(&s.path("build/blob.bin"), 4 << 20, 5);
-    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v2"]);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v2"],
+    );
     let staging = dest.join(".staging");
     let st = Command::new("chattr").arg("+i").arg(&staging).status();
     assert!(
         st.map(|s| s.success()).unwrap_or(false),
         "chattr +i failed: this test needs root (CAP_LINUX_IMMUTABLE) and e2fsprogs"
     );
-    let r = run_bounded(&sync_args(&format!("{}/blob", http.base), d, &["--lock"]), LIMIT);
+    let r = run_bounded(
+        &sync_args(&format!("{}/blob", http.base), d, &["--lock"]),
+        LIMIT,
+    );
     let _ = Command::new("chattr").arg("-i").arg(&staging).status();
     assert_eq!(r.code, Some(1), "{}", r.err());
     assert!(r.err().contains("not writable"), "{}", r.err());
@@ -283,9 +440,18 @@ fn update_is_atomic_for_a_reader_of_current() {
     let _guard = HolderGuard(dest.clone());
     let old_pid = holder_pid(&dest, "v1").unwrap();
     let v2 = write_blob(&s.path("build/blob.bin"), 4 << 20, 6);
-    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v2"]);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v2"],
+    );
     let feed = s.path("feed/blob");
-    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let seeder = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &[],
+    );
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
@@ -315,12 +481,23 @@ fn update_is_atomic_for_a_reader_of_current() {
         })
     };
     let hook_out = s.path("hook.txt");
-    let hook = format!("echo \"$BLOBPIN_VERSION $BLOBPIN_PATH\" > {}", hook_out.display());
+    let hook = format!(
+        "echo \"$BLOBPIN_VERSION $BLOBPIN_PATH\" > {}",
+        hook_out.display()
+    );
     let r = run_bounded(
         &sync_args(
             feed.to_str().unwrap(),
             dest.to_str().unwrap(),
-            &["--lock", "--keep", "2", "--exec", &hook, "--peer", &seeder.addr.to_string()],
+            &[
+                "--lock",
+                "--keep",
+                "2",
+                "--exec",
+                &hook,
+                "--peer",
+                &seeder.addr.to_string(),
+            ],
         ),
         LIMIT,
     );
@@ -333,23 +510,48 @@ fn update_is_atomic_for_a_reader_of_current() {
     assert_eq!(current_target(&dest), "versions/v2");
     // The hook ran with the new version; the old holder was stopped, the new one holds v2.
     let hook_text = fs::read_to_string(&hook_out).unwrap();
-    assert_eq!(hook_text.trim(), format!("v2 {}", fs::canonicalize(&dest).unwrap().join("versions/v2").display()));
+    assert_eq!(
+        hook_text.trim(),
+        format!(
+            "v2 {}",
+            fs::canonicalize(&dest)
+                .unwrap()
+                .join("versions/v2")
+                .display()
+        )
+    );
     assert!(!alive(old_pid), "the v1 holder still runs");
     let new_pid = holder_pid(&dest, "v2").unwrap();
     assert!(alive(new_pid) && vm_locked(new_pid) >= 4 << 20);
     // --keep 2 keeps v1 on disk; a third version prunes it.
     assert!(dest.join("versions/v1").exists());
     let _ = write_blob(&s.path("build/blob.bin"), 4 << 20, 7);
-    publish(&s.path("build/blob.bin"), &s.path("feed"), &["--version-name", "v3"]);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v3"],
+    );
     drop(seeder);
-    let seeder = Seeder::start(feed.to_str().unwrap(), &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let seeder = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &[],
+    );
     let r = run_bounded(
-        &sync_args(feed.to_str().unwrap(), dest.to_str().unwrap(), &["--keep", "2", "--peer", &seeder.addr.to_string()]),
+        &sync_args(
+            feed.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            &["--keep", "2", "--peer", &seeder.addr.to_string()],
+        ),
         LIMIT,
     );
     let rep = report(&r);
     assert_eq!(rep["pruned"], serde_json::json!(["v1"]));
     assert!(!dest.join("versions/v1").exists() && dest.join("versions/v2").exists());
     // Without --lock every holder is released.
-    assert!(!alive(new_pid), "an unlocked sync left the v2 holder running");
+    assert!(
+        !alive(new_pid),
+        "an unlocked sync left the v2 holder running"
+    );
 }

@@ -158,7 +158,8 @@ impl Decoder<'_> {
                 let text = &self.buf[self.pos..end];
                 let digits = text.strip_prefix(b"-").unwrap_or(text);
                 // No leading zeros, no "-0", no empty number.
-                let ok = !digits.is_empty() && (digits == b"0" || digits[0] != b'0') && text != b"-0";
+                let ok =
+                    !digits.is_empty() && (digits == b"0" || digits[0] != b'0') && text != b"-0";
                 let n = std::str::from_utf8(text)
                     .ok()
                     .filter(|_| ok)

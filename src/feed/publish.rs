@@ -227,10 +227,7 @@ type PieceAndFileHashes = (Vec<[u8; 20]>, Vec<[u8; 32]>);
 
 /// One pass over the files in order: SHA-1 of every piece (pieces span file boundaries) and
 /// SHA-256 of every file.
-fn hash_files(
-    files: &[(PathBuf, String, u64)],
-    piece_length: u64,
-) -> Result<PieceAndFileHashes> {
+fn hash_files(files: &[(PathBuf, String, u64)], piece_length: u64) -> Result<PieceAndFileHashes> {
     let mut pieces = Vec::new();
     let mut sums = Vec::new();
     let mut piece = Sha1::new();

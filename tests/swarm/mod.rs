@@ -125,7 +125,10 @@ impl Seeder {
         let first = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the seeder did not report that it serves");
-        assert!(first.starts_with("seeding "), "unexpected seeder output {first:?}");
+        assert!(
+            first.starts_with("seeding "),
+            "unexpected seeder output {first:?}"
+        );
         Seeder {
             child: Some(child),
             lines: Some(rx),
@@ -206,7 +209,11 @@ fn serve(s: &mut TcpStream, root: &Path) {
     let line = String::from_utf8_lossy(&req);
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let file = root.join(path.trim_start_matches('/'));
-    let body = if path.contains("..") { None } else { fs::read(&file).ok() };
+    let body = if path.contains("..") {
+        None
+    } else {
+        fs::read(&file).ok()
+    };
     let _ = match body {
         Some(b) => s
             .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
@@ -250,13 +257,18 @@ pub fn alive(pid: i32) -> bool {
 
 /// Stops every lock holder under `dest` (test clean-up).
 pub fn stop_holders(dest: &Path) {
-    let Ok(rd) = fs::read_dir(dest.join(".locks")) else { return };
+    let Ok(rd) = fs::read_dir(dest.join(".locks")) else {
+        return;
+    };
     for e in rd.flatten() {
         if let Ok(t) = fs::read_to_string(e.path()) {
             if let Ok(pid) = t.trim().parse::<i32>() {
                 let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 if String::from_utf8_lossy(&cmd).contains(&*dest.to_string_lossy()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
                 }
             }
         }
