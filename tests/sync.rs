@@ -555,3 +555,161 @@ fn update_is_atomic_for_a_reader_of_current() {
         "an unlocked sync left the v2 holder running"
     );
 }
+
+/// A child memory cgroup (v1) of this process's own cgroup; removed on drop.
+struct MemCg {
+    dir: std::path::PathBuf,
+}
+
+impl MemCg {
+    /// `None` when the v1 memory controller is not mounted (cgroup v2 only).
+    fn new(name: &str, limit: u64) -> Option<MemCg> {
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = own.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
+            ctrl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
+        })?;
+        let base = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+        if !base.join("memory.limit_in_bytes").exists() {
+            return None;
+        }
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        let _ = fs::remove_dir(&dir);
+        fs::create_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot create memory cgroup {}: {e} (needs root)",
+                dir.display()
+            )
+        });
+        fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        Some(MemCg { dir })
+    }
+
+    /// Runs `sh -c SCRIPT` inside the cgroup (the shell joins it, then execs the script).
+    fn run(&self, script: &str) -> crate::common::Run {
+        let procs = self.dir.join("cgroup.procs");
+        let full = format!("echo $$ > '{}' && exec {script}", procs.display());
+        let child = Command::new("sh")
+            .args(["-c", &full])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_bounded(child, LIMIT, script)
+    }
+
+    fn oom_kills(&self) -> u64 {
+        fs::read_to_string(self.dir.join("memory.oom_control"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MemCg {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Percent of `path` in the page cache, measured by `blobpin stat --json`.
+fn resident_percent(path: &Path) -> f64 {
+    let r = run_bounded(&["stat", "--json", path.to_str().unwrap()], LIMIT);
+    assert_eq!(r.code, Some(0), "{}", r.err());
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    v["totals"]["resident_percent"].as_f64().unwrap()
+}
+
+#[test]
+fn sync_keeps_the_hot_set_resident_where_a_plain_copy_evicts_it() {
+    let s = Scratch::new("sync-hotset");
+    if crate::common::on_tmpfs(&s.dir) {
+        panic!("the scratch directory is on tmpfs/overlay: page-cache tests cannot run there");
+    }
+    let limit = 96u64 << 20;
+    let Some(cg) = MemCg::new("blobpin-hotset", limit) else {
+        eprintln!("SKIPPED sync_keeps_the_hot_set_resident: no cgroup v1 memory controller here");
+        return;
+    };
+    // The hot file of the "service", the blob (larger than the cgroup) and its seeder.
+    let hot = s.path("service/hot.bin");
+    write_blob(&hot, 32 << 20, 31);
+    let blob = s.path("build/big.bin");
+    write_blob(&blob, 128 << 20, 32);
+    publish(&blob, &s.path("feed"), &[]);
+    let feed = s.path("feed/big");
+    let seeder = Seeder::start(feed.to_str().unwrap(), &blob, free_addr("127.0.0.1"), &[]);
+    let hot_s = hot.to_str().unwrap();
+
+    // The service reads its hot file once inside the cgroup (inactive list: the worst case).
+    let warm = |cg: &MemCg| {
+        assert_eq!(run_bounded(&["evict", "-q", hot_s], LIMIT).code, Some(0));
+        let r = cg.run(&format!("cat '{hot_s}'"));
+        assert_eq!(r.code, Some(0), "{}", r.err());
+        resident_percent(&hot)
+    };
+    let (with_sync, kills) = crate::common::without_cache_drop(|| {
+        let dest = s.path("dest");
+        let _ = fs::remove_dir_all(&dest);
+        let before = warm(&cg);
+        if before < 99.0 {
+            return None;
+        }
+        let kills = cg.oom_kills();
+        let r = cg.run(&format!(
+            "'{}' sync '{}' --dest '{}' --peer {} --listen 127.0.0.8:0 --stall-timeout 30",
+            crate::common::blobpin().display(),
+            feed.display(),
+            dest.display(),
+            seeder.addr
+        ));
+        assert_eq!(r.code, Some(0), "sync in the cgroup failed: {}", r.err());
+        Some((resident_percent(&hot), cg.oom_kills() - kills))
+    });
+    assert_eq!(kills, 0, "the sync was OOM-killed in the cgroup");
+    assert!(
+        with_sync >= 99.0,
+        "sync left only {with_sync:.1}% of the hot file resident"
+    );
+    assert_eq!(
+        fs::read(s.path("dest/current/big.bin")).unwrap().len(),
+        128 << 20,
+        "the blob arrived"
+    );
+    drop(seeder);
+
+    // The control: the same bytes written by a plain copy in the same cgroup evict the hot set.
+    let with_copy = crate::common::without_cache_drop(|| {
+        assert_eq!(
+            run_bounded(&["evict", "-q", blob.to_str().unwrap()], LIMIT).code,
+            Some(0)
+        );
+        let before = warm(&cg);
+        if before < 99.0 {
+            return None;
+        }
+        let r = cg.run(&format!(
+            "dd if='{}' of='{}' bs=1M conv=fsync status=none",
+            blob.display(),
+            s.path("copy.bin").display()
+        ));
+        assert_eq!(r.code, Some(0), "{}", r.err());
+        Some(resident_percent(&hot))
+    });
+    eprintln!("hot set resident after: sync {with_sync:.1}%, plain copy {with_copy:.1}%");
+    assert!(
+        with_copy < 50.0,
+        "a plain copy kept {with_copy:.1}% of the hot file: the cgroup does not constrain this machine, the test proves nothing"
+    );
+}

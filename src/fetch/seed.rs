@@ -91,6 +91,18 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
             s.progress_bytes,
             s.total_bytes
         );
+        // The initial hash check read everything through librqbit's descriptors (with
+        // readahead); drop it all now that it is verified.
+        for f in &info.files {
+            let path = if info.multi_file {
+                dir.join(&f.path)
+            } else {
+                dir.join(&info.name)
+            };
+            if let Ok(file) = std::fs::File::open(&path) {
+                let _ = crate::sys::writeback::drop_range(std::os::fd::AsFd::as_fd(&file), 0, 0);
+            }
+        }
         armed.store(true, Ordering::Relaxed);
         println!(
             "seeding {} {} on {}",

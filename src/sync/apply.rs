@@ -348,7 +348,8 @@ fn download(
 }
 
 /// Checks every file's size and SHA-256, fsyncs it, and fsyncs the directories. The file is read
-/// through the page cache and each chunk dropped again, so verifying never evicts hot pages.
+/// through the page cache without readahead and each chunk dropped again, so verifying never
+/// evicts hot pages.
 fn verify_and_sync(dir: &Path, entry: &FeedEntry) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut dirs = std::collections::BTreeSet::new();
@@ -368,6 +369,7 @@ fn verify_and_sync(dir: &Path, entry: &FeedEntry) -> Result<()> {
         );
         file.sync_all()
             .with_context(|| format!("cannot fsync {}", path.display()))?;
+        let _ = writeback::no_readahead(file.as_fd());
         let mut h = Sha256::new();
         let mut off = 0u64;
         loop {

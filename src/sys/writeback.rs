@@ -43,6 +43,16 @@ pub fn drop_range(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// `posix_fadvise(POSIX_FADV_RANDOM)` on a whole descriptor: no readahead through it.
+///
+/// Measured on Linux 6.18 (ext4): reading a file sequentially in 1 MiB chunks and dropping each
+/// chunk with DONTNEED right after reading it left 98 of 128 MiB cached with readahead on (the
+/// same with the drop lagging 1 or 4 chunks behind), and nothing with readahead off. Readers
+/// that must not fill the cache turn readahead off and read in large chunks instead.
+pub fn no_readahead(fd: BorrowedFd<'_>) -> io::Result<()> {
+    posix_fadvise(fd.as_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_RANDOM).map_err(io::Error::from)
+}
+
 /// Write-behind of one range: write it back (waiting), then drop it from the cache.
 pub fn write_behind(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
     sync_range(fd, off, len)?;
