@@ -92,17 +92,28 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
             s.total_bytes
         );
         // The initial hash check read everything through librqbit's descriptors (with
-        // readahead); drop it all now that it is verified.
-        for f in &info.files {
-            let path = if info.multi_file {
-                dir.join(&f.path)
-            } else {
-                dir.join(&info.name)
-            };
-            if let Ok(file) = std::fs::File::open(&path) {
-                let _ = crate::sys::writeback::drop_range(std::os::fd::AsFd::as_fd(&file), 0, 0);
+        // readahead, which per-read DONTNEED cannot undo): drop it all now, and again every few
+        // seconds while serving.
+        let paths: Vec<PathBuf> = info
+            .files
+            .iter()
+            .map(|f| {
+                if info.multi_file {
+                    dir.join(&f.path)
+                } else {
+                    dir.join(&info.name)
+                }
+            })
+            .collect();
+        let drop_all = || {
+            for p in &paths {
+                if let Ok(file) = std::fs::File::open(p) {
+                    let _ =
+                        crate::sys::writeback::drop_range(std::os::fd::AsFd::as_fd(&file), 0, 0);
+                }
             }
-        }
+        };
+        drop_all();
         armed.store(true, Ordering::Relaxed);
         println!(
             "seeding {} {} on {}",
@@ -110,9 +121,12 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
         );
         std::io::stdout().flush()?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => drop_all(),
+            }
         }
         let t = session::transfer(&h, &WriteBehindStats::default());
         println!(
