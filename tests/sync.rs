@@ -713,3 +713,69 @@ fn sync_keeps_the_hot_set_resident_where_a_plain_copy_evicts_it() {
         "a plain copy kept {with_copy:.1}% of the hot file: the cgroup does not constrain this machine, the test proves nothing"
     );
 }
+
+/// A small tmpfs mounted for a disk-full test; unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        stop_holders(&self.0);
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_fails_clearly_and_keeps_the_live_version() {
+    let s = Scratch::new("sync-full");
+    let mnt = s.path("small");
+    fs::create_dir_all(&mnt).unwrap();
+    // tmpfs only to get a tiny filesystem (no page-cache assertion here).
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=6m",
+            "blobpin-test",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "mount -t tmpfs failed: this test needs root (CAP_SYS_ADMIN)"
+    );
+    let _fs = SmallFs(mnt.clone());
+    let v1 = write_blob(&s.path("build/blob.bin"), 1 << 20, 41);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v1"],
+    );
+    let feed = s.path("feed/blob");
+    let feed = feed.to_str().unwrap();
+    let dest = mnt.join("dest");
+    let d = dest.to_str().unwrap();
+    let seeder = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    report(&run_bounded(
+        &sync_args(feed, d, &["--peer", &seeder.addr.to_string()]),
+        LIMIT,
+    ));
+    drop(seeder);
+    write_blob(&s.path("build/blob.bin"), 12 << 20, 42);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v2"],
+    );
+    let seeder = Seeder::start(feed, &s.path("build/blob.bin"), free_addr("127.0.0.1"), &[]);
+    let r = run_bounded(
+        &sync_args(feed, d, &["--peer", &seeder.addr.to_string()]),
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.err());
+    assert!(r.err().contains("No space left on device"), "{}", r.err());
+    assert_eq!(current_target(&dest), "versions/v1");
+    assert!(fs::read(dest.join("current/blob.bin")).unwrap() == v1);
+}

@@ -109,6 +109,7 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
     };
     let dest = &o.dest;
     probe_writable(dest)?;
+    let _exclusive = lock_dest(dest)?;
     let state = scan(dest)?;
     let p = plan(&entry.version, &state, o.lock, o.keep);
     let mut report = SyncReport {
@@ -202,6 +203,29 @@ fn probe_writable(dest: &Path) -> Result<()> {
         .with_context(|| format!("destination {} is not writable", dest.display()))?;
     let _ = fs::remove_file(&probe);
     Ok(())
+}
+
+/// Holds `DIR/.sync.lock` (flock) for the whole sync, so two syncs of one destination (a deploy
+/// script racing a `--watch` service, say) cannot interleave.
+fn lock_dest(dest: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let path = dest.join(".sync.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        if e == nix::errno::Errno::EWOULDBLOCK {
+            anyhow::anyhow!(
+                "another sync is running on {} (it holds {})",
+                dest.display(),
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot lock {}: {e}", path.display())
+        }
+    })
 }
 
 /// Reads the destination's state (see `plan` for the layout).
