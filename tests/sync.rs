@@ -779,3 +779,70 @@ fn disk_full_fails_clearly_and_keeps_the_live_version() {
     assert_eq!(current_target(&dest), "versions/v1");
     assert!(fs::read(dest.join("current/blob.bin")).unwrap() == v1);
 }
+
+#[test]
+fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
+    // A chain: seeder -> A -> B -> C, each host knowing only its parent. Unprimed, B and C
+    // stall (librqbit 9.1 never tells a peer that joined empty about new pieces); each primed
+    // with one piece fetched over HTTP, they all finish from their parent.
+    let s = Scratch::new("sync-chain");
+    let data = write_blob(&s.path("build/blob.bin"), 16 << 20, 51);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    let http = FeedServer::start(&s.dir);
+    let feed = format!("{}/feed/blob", http.base);
+    let primer = format!("{}/build", http.base);
+    let seeder = Seeder::start(
+        &feed,
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &["--max-upload", "8M"],
+    );
+    let hosts: Vec<_> = ["127.0.0.10", "127.0.0.11", "127.0.0.12"]
+        .iter()
+        .map(|ip| free_addr(ip))
+        .collect();
+    let mut parent = seeder.addr;
+    let mut children = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let dest = s.path(&format!("host{i}"));
+        let child = Command::new(crate::common::blobpin())
+            .args(sync_args(
+                &feed,
+                dest.to_str().unwrap(),
+                &["--prime-from", &primer, "--seed-for", "15"],
+            ))
+            .args(["--listen", &h.to_string(), "--peer", &parent.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+        parent = *h;
+    }
+    let runs: Vec<_> = children
+        .into_iter()
+        .map(|c| wait_bounded(c, LIMIT, "sync"))
+        .collect();
+    let uploaded = seeder.stop();
+    for (i, r) in runs.iter().enumerate() {
+        let rep = report(r);
+        assert!(!r.err().contains("warning"), "host {i}: {}", r.err());
+        assert!(
+            rep["resumed_bytes"].as_u64().unwrap() > 0,
+            "host {i} joined without its primer piece"
+        );
+        assert!(
+            fs::read(s.path(&format!("host{i}/current/blob.bin"))).unwrap() == data,
+            "host {i}"
+        );
+    }
+    let from_parent_b = report(&runs[1])["bytes_by_peer"][hosts[0].to_string()]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!("chain: seeder uploaded {uploaded} bytes; B got {from_parent_b} bytes from A");
+    assert!(
+        from_parent_b >= 8 << 20,
+        "B got only {from_parent_b} bytes from its parent"
+    );
+}

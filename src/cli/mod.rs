@@ -134,6 +134,12 @@ pub struct SyncArgs {
     /// Keep seeding this many seconds after the switch.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub seed_for: u64,
+    /// Before joining, fetch one piece of the new version from this source (an http:// base URL
+    /// serving the blob's files with Range support, or a local directory holding them), so this
+    /// host can trade with peers that are still downloading (librqbit 9.1 ignores a peer that
+    /// joins holding nothing).
+    #[arg(long, value_name = "URL|DIR")]
+    pub prime_from: Option<String>,
     /// Print the report as JSON (schema blobpin.sync/1).
     #[arg(long)]
     pub json: bool,

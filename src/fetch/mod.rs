@@ -71,6 +71,58 @@ fn read_local(path: &Path, limit: usize) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// Reads `len` bytes at `offset` of a file of the blob from a primer source: an `http(s)://`
+/// base URL (HTTP Range request on `BASE/PATH`) or a local directory (`DIR/PATH`).
+pub fn read_range(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    path: &str,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
+    if base.starts_with("http://") || base.starts_with("https://") {
+        let url = format!("{}/{path}", base.trim_end_matches('/'));
+        return rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .no_proxy()
+                .build()
+                .context("cannot build the HTTP client")?;
+            let resp = client
+                .get(&url)
+                .header(
+                    "Range",
+                    format!("bytes={}-{}", offset, offset + len as u64 - 1),
+                )
+                .send()
+                .await
+                .with_context(|| format!("cannot fetch {url}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                bail!("fetching {url}: HTTP {status}");
+            }
+            let body = resp
+                .bytes()
+                .await
+                .with_context(|| format!("reading {url}"))?;
+            if status.as_u16() == 206 {
+                return Ok(body.to_vec());
+            }
+            // A server without Range support sends the whole file.
+            let end = offset as usize + len;
+            body.get(offset as usize..end)
+                .map(<[u8]>::to_vec)
+                .with_context(|| format!("{url} is shorter than {end} bytes"))
+        });
+    }
+    let p = Path::new(base).join(path);
+    let f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+    let mut buf = vec![0u8; len];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset)
+        .with_context(|| format!("cannot read {}", p.display()))?;
+    Ok(buf)
+}
+
 /// HTTP GET of a small document: a non-2xx status, a timeout (30 s) or a body over `limit`
 /// bytes is an error naming the URL.
 pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {

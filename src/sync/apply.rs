@@ -51,6 +51,9 @@ pub struct SyncOptions {
     pub seed_for: Duration,
     /// Print progress on stderr.
     pub progress: bool,
+    /// Where to read one piece from before joining the swarm (see [`prime`]): an http(s) base
+    /// URL or a local directory holding the blob's files.
+    pub prime_from: Option<String>,
 }
 
 /// What a sync did (printed by the command, as text or JSON).
@@ -313,6 +316,12 @@ fn download(
 
     let staging = o.dest.join(".staging").join(&p.version);
     fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    if let Some(src) = &o.prime_from {
+        let n = prime_piece(&o.swarm.listen, info.pieces.len());
+        if let Err(e) = prime_from(rt, src, &staging, &info, n) {
+            eprintln!("blobpin: warning: joining without a primer piece: {e:#}");
+        }
+    }
     let stats = Arc::new(WriteBehindStats::default());
     let transfer = rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, &staging).await?;
@@ -570,6 +579,43 @@ impl SyncReport {
             self.seconds
         )
     }
+}
+
+/// The piece a host primes itself with: derived from its listen address, so hosts differ and
+/// have something to offer each other.
+pub fn prime_piece(listen: &SocketAddr, pieces: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    listen.hash(&mut h);
+    (h.finish() % pieces.max(1) as u64) as usize
+}
+
+/// Reads piece `n` from a primer source and writes it into the staging directory.
+fn prime_from(
+    rt: &tokio::runtime::Runtime,
+    src: &str,
+    staging: &Path,
+    info: &torrent::TorrentInfo,
+    n: usize,
+) -> Result<()> {
+    let start = n as u64 * info.piece_length;
+    let len = info.piece_length.min(info.total_len() - start);
+    let mut data = Vec::with_capacity(len as usize);
+    let mut off = 0u64;
+    for f in &info.files {
+        let (a, b) = (start.max(off), (start + len).min(off + f.len));
+        if a < b {
+            data.extend(crate::fetch::read_range(
+                rt,
+                src,
+                &f.path,
+                a - off,
+                (b - a) as usize,
+            )?);
+        }
+        off += f.len;
+    }
+    prime(staging, info, n, &data)
 }
 
 /// The directory a download of `version` goes to before it is verified.
