@@ -846,3 +846,54 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
         "B got only {from_parent_b} bytes from its parent"
     );
 }
+
+#[test]
+fn lock_failure_keeps_the_old_version_live_and_locked() {
+    let s = Scratch::new("sync-lockfail");
+    let (dest, _, data) = live_destination(&s);
+    let _guard = HolderGuard(dest.clone());
+    let pid = holder_pid(&dest, "v1").expect("v1 is locked");
+    write_blob(&s.path("build/blob.bin"), 8 << 20, 61);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v2"],
+    );
+    let feed = s.path("feed/blob");
+    let seeder = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &[],
+    );
+    // Without CAP_IPC_LOCK and with a 1 MiB memlock limit, locking 8 MiB must fail (needs root
+    // to drop the capability from the bounding set; util-linux's prlimit and setpriv).
+    let child = Command::new("prlimit")
+        .args([
+            "--memlock=1048576:1048576",
+            "setpriv",
+            "--bounding-set=-ipc_lock",
+            "--",
+        ])
+        .arg(crate::common::blobpin())
+        .args(sync_args(
+            feed.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            &["--lock", "--peer", &seeder.addr.to_string()],
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit and setpriv (util-linux) are needed");
+    let r = wait_bounded(child, LIMIT, "sync under prlimit");
+    assert_eq!(r.code, Some(1), "{}", r.err());
+    assert!(r.err().contains("cannot lock version v2"), "{}", r.err());
+    assert!(
+        r.err().contains("mlock"),
+        "the holder's own error is passed on: {}",
+        r.err()
+    );
+    assert_live_untouched(&dest, &data, pid);
+    assert!(vm_locked(pid) >= 4 << 20, "v1 is no longer locked");
+}
