@@ -801,29 +801,37 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
         .iter()
         .map(|ip| free_addr(ip))
         .collect();
+    // Each host is started once its parent has joined (as a tracker would only name a parent
+    // after its first announce); started earlier, a child's connection is refused and librqbit
+    // backs off for many seconds. Parents keep seeding until their child is done (SIGTERM
+    // ends --seed-for early).
     let mut parent = seeder.addr;
-    let mut children = Vec::new();
+    let mut children: Vec<Streaming> = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
+        if let Some(p) = children.last_mut() {
+            p.wait_line("joined the swarm", LIMIT);
+        }
         let dest = s.path(&format!("host{i}"));
-        let child = Command::new(crate::common::blobpin())
-            .args(sync_args(
-                &feed,
-                dest.to_str().unwrap(),
-                &["--prime-from", &primer, "--seed-for", "15"],
-            ))
-            .args(["--listen", &h.to_string(), "--peer", &parent.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        children.push(child);
+        let mut cmd = Command::new(crate::common::blobpin());
+        cmd.args(sync_args(
+            &feed,
+            dest.to_str().unwrap(),
+            &["--prime-from", &primer, "--seed-for", "15", "-v"],
+        ))
+        .args(["--listen", &h.to_string(), "--peer", &parent.to_string()]);
+        children.push(Streaming::spawn(cmd));
         parent = *h;
     }
-    let runs: Vec<_> = children
-        .into_iter()
-        .map(|c| wait_bounded(c, LIMIT, "sync"))
-        .collect();
+    let mut runs = Vec::new();
+    while let Some(mut c) = children.pop() {
+        // The tail ends by itself; each parent is stopped once its child is done.
+        if !runs.is_empty() {
+            c.wait_line("is live", LIMIT);
+            c.terminate();
+        }
+        runs.push(c.finish(LIMIT));
+    }
+    runs.reverse();
     let uploaded = seeder.stop();
     for (i, r) in runs.iter().enumerate() {
         let rep = report(r);

@@ -131,7 +131,12 @@ pub struct SyncArgs {
     /// Give up when no data arrived for this many seconds (0: never).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stall_timeout: u64,
-    /// Keep seeding this many seconds after the switch.
+    /// Reconnect to every peer after this many seconds without progress (0: never); works around
+    /// librqbit 9.1 hosts that wait forever for pieces a peer never announced to them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub reconnect_after: u64,
+    /// Keep seeding this many seconds after the switch (SIGTERM or SIGINT ends it early, with
+    /// exit status 0).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub seed_for: u64,
     /// Before joining, fetch one piece of the new version from this source (an http:// base URL
@@ -140,6 +145,9 @@ pub struct SyncArgs {
     /// joins holding nothing).
     #[arg(long, value_name = "URL|DIR")]
     pub prime_from: Option<String>,
+    /// Log each step on stderr (joined the swarm, live).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Print the report as JSON (schema blobpin.sync/1).
     #[arg(long)]
     pub json: bool,

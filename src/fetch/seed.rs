@@ -72,7 +72,7 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
             trackers: Vec::new(),
-            drop_after_read: true,
+            drop_after_read: Arc::new(AtomicBool::new(true)),
         };
         let h = swarm
             .add(
@@ -128,7 +128,7 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => drop_all(),
             }
         }
-        let t = session::transfer(&h, &WriteBehindStats::default());
+        let t = session::transfer(&h, &WriteBehindStats::default(), &Default::default());
         println!(
             "{}",
             serde_json::json!({ "uploaded_bytes": t.uploaded_bytes })

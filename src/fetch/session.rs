@@ -48,8 +48,9 @@ pub struct TorrentConfig {
     pub peers: Vec<SocketAddr>,
     /// Tracker announce URLs added to the torrent's own (a private torrent uses the first).
     pub trackers: Vec<String>,
-    /// Drop ranges from the page cache after reading them to serve peers (seeders).
-    pub drop_after_read: bool,
+    /// While set, ranges read to serve peers are dropped from the page cache again (seeders;
+    /// a sync sets it once its download is complete, unless the version gets locked).
+    pub drop_after_read: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a download's bytes came from, and what it did to the cache.
@@ -68,6 +69,8 @@ pub struct Transfer {
     pub written_back: u64,
     pub writeback_errors: u64,
     pub first_writeback_error: Option<String>,
+    /// Times the torrent was paused and resumed to reconnect to its peers.
+    pub nudges: u32,
 }
 
 /// Picks a free TCP port on `ip` (bound and released: the kernel will not hand it out again
@@ -123,7 +126,7 @@ impl Swarm {
         stats: Arc<WriteBehindStats>,
         corrupt_uploads: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<Arc<ManagedTorrent>> {
-        let mut factory = WriteBehindFactory::new(dir, cfg.drop_after_read, stats);
+        let mut factory = WriteBehindFactory::new(dir, cfg.drop_after_read.clone(), stats);
         if let Some(armed) = corrupt_uploads {
             factory = factory.corrupt_uploads(armed);
         }
@@ -169,60 +172,103 @@ impl Swarm {
 /// Waits until every piece is downloaded and verified, or the torrent fails (librqbit's own
 /// wait would hang then), or nothing arrived for `stall` (no reachable peer has the data).
 /// `progress` is called about every 250 ms with (verified bytes, total bytes).
+///
+/// After `nudge` without progress the torrent is paused and resumed, which reconnects to every
+/// peer with fresh bitfields. Measured with librqbit 9.1: in a chain (each host fed by one
+/// still downloading), a host could end up missing the last pieces its parent completed around
+/// the time they connected, and wait for them forever on a live connection; a reconnect
+/// fetches them at once. Counters of the connections before a nudge are kept in `acc`.
 pub async fn wait_complete(
-    h: &ManagedTorrent,
+    session: &Arc<Session>,
+    h: &Arc<ManagedTorrent>,
     stall: Option<Duration>,
+    nudge: Option<Duration>,
+    acc: &mut Transfer,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<()> {
-    let mut last = (0u64, tokio::time::Instant::now());
+    let mut last = (u64::MAX, tokio::time::Instant::now());
+    let mut last_nudge = tokio::time::Instant::now();
+    let mut first = true;
     loop {
         let s = h.stats();
         if let TorrentStatsState::Error = s.state {
             bail!("torrent failed: {}", s.error.unwrap_or_default());
         }
         progress(s.progress_bytes, s.total_bytes);
+        if first {
+            if let Some(live) = h.live() {
+                let snap = live.stats_snapshot();
+                // Valid data that was not downloaded by this session was on disk already.
+                acc.resumed_bytes = live
+                    .get_approx_have_bytes()
+                    .saturating_sub(snap.downloaded_and_checked_bytes);
+                first = false;
+            }
+        }
         if s.finished {
             return Ok(());
         }
-        let fetched = s
-            .live
-            .as_ref()
-            .map(|l| l.snapshot.fetched_bytes)
-            .unwrap_or(0);
+        let fetched = acc.fetched_bytes
+            + s.live
+                .as_ref()
+                .map(|l| l.snapshot.fetched_bytes)
+                .unwrap_or(0);
         if fetched != last.0 {
             last = (fetched, tokio::time::Instant::now());
-        } else if let Some(stall) = stall {
-            if last.1.elapsed() >= stall {
-                bail!(
-                    "no data arrived for {} s ({} of {} bytes verified): no reachable peer has the blob",
-                    stall.as_secs(),
-                    s.progress_bytes,
-                    s.total_bytes
-                );
+            last_nudge = last.1;
+        } else {
+            if let Some(stall) = stall {
+                if last.1.elapsed() >= stall {
+                    bail!(
+                        "no data arrived for {} s ({} of {} bytes verified): no reachable peer has the blob",
+                        stall.as_secs(),
+                        s.progress_bytes,
+                        s.total_bytes
+                    );
+                }
+            }
+            if let Some(n) = nudge {
+                if last_nudge.elapsed() >= n && h.live().is_some() {
+                    let before = transfer(h, &WriteBehindStats::default(), &Transfer::default());
+                    session
+                        .pause(h)
+                        .await
+                        .context("cannot pause the torrent to reconnect")?;
+                    acc.fetched_bytes += before.fetched_bytes;
+                    acc.uploaded_bytes += before.uploaded_bytes;
+                    for (peer, b) in before.by_peer {
+                        *acc.by_peer.entry(peer).or_default() += b;
+                    }
+                    acc.nudges += 1;
+                    session
+                        .unpause(h)
+                        .await
+                        .context("cannot resume the torrent")?;
+                    last_nudge = tokio::time::Instant::now();
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-/// Where the torrent's bytes came from so far.
-pub fn transfer(h: &ManagedTorrent, stats: &WriteBehindStats) -> Transfer {
+/// Where the torrent's bytes came from so far: the live connections' counters added to
+/// `base` (what earlier connections did, see [`wait_complete`]).
+pub fn transfer(h: &ManagedTorrent, stats: &WriteBehindStats, base: &Transfer) -> Transfer {
     use std::sync::atomic::Ordering;
     let s = h.stats();
     let mut t = Transfer {
-        uploaded_bytes: s.uploaded_bytes,
+        uploaded_bytes: base.uploaded_bytes + s.uploaded_bytes,
+        resumed_bytes: base.resumed_bytes,
+        by_peer: base.by_peer.clone(),
+        nudges: base.nudges,
         written_back: stats.pieces.load(Ordering::Relaxed),
         writeback_errors: stats.errors.load(Ordering::Relaxed),
         first_writeback_error: stats.first_error.lock().ok().and_then(|g| g.clone()),
         ..Default::default()
     };
     if let Some(live) = h.live() {
-        let snap = live.stats_snapshot();
-        t.fetched_bytes = snap.fetched_bytes;
-        // Everything valid that was not downloaded in this session was on disk already.
-        t.resumed_bytes = s
-            .progress_bytes
-            .saturating_sub(snap.downloaded_and_checked_bytes);
+        t.fetched_bytes = base.fetched_bytes + live.stats_snapshot().fetched_bytes;
         // The filter type is not exported; it deserializes from librqbit's HTTP API form.
         let all = serde_json::from_str(r#"{"state":"all"}"#).expect("valid peer filter");
         for (addr, p) in live.per_peer_stats_snapshot(all).peers {

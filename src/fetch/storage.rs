@@ -54,7 +54,7 @@ impl WriteBehindStats {
 #[derive(Clone)]
 pub struct WriteBehindFactory {
     dir: PathBuf,
-    drop_after_read: bool,
+    drop_after_read: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<WriteBehindStats>,
     /// Test hook (`blobpin seed --corrupt-uploads`): flip a byte of every upload read once the
     /// torrent is live, to play a peer that sends bad data.
@@ -62,10 +62,11 @@ pub struct WriteBehindFactory {
 }
 
 impl WriteBehindFactory {
-    /// Storage for a torrent whose files live under `dir` (librqbit's output folder).
+    /// Storage for a torrent whose files live under `dir` (librqbit's output folder). While
+    /// `drop_after_read` is set, ranges read (to serve peers) are dropped from the cache again.
     pub fn new(
         dir: &Path,
-        drop_after_read: bool,
+        drop_after_read: Arc<std::sync::atomic::AtomicBool>,
         stats: Arc<WriteBehindStats>,
     ) -> WriteBehindFactory {
         WriteBehindFactory {
@@ -129,7 +130,7 @@ impl StorageFactory for WriteBehindFactory {
                 spans,
                 files: Mutex::new(Vec::new()),
                 tx,
-                drop_after_read: self.drop_after_read,
+                drop_after_read: self.drop_after_read.clone(),
                 stats: self.stats.clone(),
                 corrupt_uploads: self.corrupt_uploads.clone(),
             }),
@@ -149,7 +150,7 @@ struct Shared {
     /// Read-only descriptors of the same files (the page cache is per inode), opened in init.
     files: Mutex<Vec<Option<Arc<File>>>>,
     tx: SyncSender<(Arc<File>, u64, u64)>,
-    drop_after_read: bool,
+    drop_after_read: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<WriteBehindStats>,
     corrupt_uploads: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -189,7 +190,7 @@ impl TorrentStorage for WriteBehindStorage {
 
     fn pread_exact(&self, file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
         self.inner.pread_exact(file_id, offset, buf)?;
-        if self.shared.drop_after_read {
+        if self.shared.drop_after_read.load(Ordering::Relaxed) {
             if let Some(f) = self.shared.file(file_id) {
                 let _ = writeback::drop_range(f.as_fd(), offset, buf.len() as u64);
             }

@@ -49,8 +49,13 @@ pub struct SyncOptions {
     pub stall: Option<Duration>,
     /// Keep seeding this long after the switch.
     pub seed_for: Duration,
-    /// Print progress on stderr.
+    /// Reconnect to all peers after this long without progress (see
+    /// [`session::wait_complete`]).
+    pub nudge: Option<Duration>,
+    /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Log each step on stderr (`blobpin: ...` lines).
+    pub verbose: bool,
     /// Where to read one piece from before joining the swarm (see [`prime`]): an http(s) base
     /// URL or a local directory holding the blob's files.
     pub prime_from: Option<String>,
@@ -71,9 +76,14 @@ pub struct SyncReport {
     pub uploaded_bytes: u64,
     pub bytes_by_peer: std::collections::BTreeMap<String, u64>,
     pub written_back_pieces: u64,
+    /// Times the download reconnected to its peers after a pause in progress.
+    pub reconnects: u32,
     pub lock_pid: Option<i32>,
     pub unlocked: Vec<String>,
     pub pruned: Vec<String>,
+    /// Seconds from the start until the new version was live (locked, if asked).
+    pub switch_seconds: f64,
+    /// Seconds in all (including `--seed-for`).
     pub seconds: f64,
 }
 
@@ -133,9 +143,11 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
         uploaded_bytes: 0,
         bytes_by_peer: Default::default(),
         written_back_pieces: 0,
+        reconnects: 0,
         lock_pid: None,
         unlocked: Vec::new(),
         pruned: Vec::new(),
+        switch_seconds: 0.0,
         seconds: 0.0,
     };
     for v in &p.drop_staging {
@@ -143,15 +155,17 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
         fs::remove_dir_all(&d)
             .with_context(|| format!("cannot remove stale download {}", d.display()))?;
     }
+    let mut seeding = None;
     if p.download {
-        let t = download(o, &rt, &entry, &p)?;
+        let (t, s) = download(o, &rt, &entry, &p)?;
+        seeding = s;
         report.fetched_bytes = t.fetched_bytes;
         report.resumed_bytes = t.resumed_bytes;
         report.uploaded_bytes = t.uploaded_bytes;
         report.bytes_by_peer = t.by_peer;
         report.written_back_pieces = t.written_back;
+        report.reconnects = t.nudges;
     }
-    drop(rt);
     let version_dir = dest.join("versions").join(&entry.version);
     if p.lock {
         report.lock_pid = Some(start_holder(dest, &entry.version)?);
@@ -160,7 +174,16 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
     }
     if p.switch {
         flip(dest, &entry.version)?;
+        if o.verbose {
+            eprintln!(
+                "blobpin: {} is live: {} -> versions/{}",
+                entry.version,
+                dest.join("current").display(),
+                entry.version
+            );
+        }
     }
+    report.switch_seconds = start.elapsed().as_secs_f64();
     let mut hook_err = None;
     if p.exec {
         if let Some(cmd) = &o.exec {
@@ -185,6 +208,10 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
         if !p.prune.contains(v) {
             evict_tree(&dest.join("versions").join(v));
         }
+    }
+    if let Some(seed) = seeding {
+        let t = seed.finish(&rt, o.seed_for, &version_dir, o.lock);
+        report.uploaded_bytes = t.uploaded_bytes;
     }
     report.seconds = start.elapsed().as_secs_f64();
     if let Some(e) = hook_err {
@@ -287,13 +314,88 @@ pub fn scan(dest: &Path) -> Result<DestState> {
     })
 }
 
-/// Downloads and verifies the plan's version into `versions/<v>`.
+/// A session still seeding a version after its download (`--seed-for`).
+struct Seeding {
+    swarm: Swarm,
+    handle: Arc<librqbit::ManagedTorrent>,
+    stats: Arc<WriteBehindStats>,
+    /// Counters of connections closed by nudges during the download.
+    base: Transfer,
+    /// The version's files, relative to its directory.
+    files: Vec<String>,
+    /// SIGTERM and SIGINT, caught from the end of the download on: they end the seeding.
+    signals: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Seeding {
+    /// Seeds for `d`, or until SIGTERM or SIGINT (dropping the version's pages every few
+    /// seconds unless `locked`), then stops; returns the final transfer figures.
+    fn finish(
+        self,
+        rt: &tokio::runtime::Runtime,
+        d: Duration,
+        dir: &Path,
+        locked: bool,
+    ) -> Transfer {
+        let mut signals = self.signals;
+        rt.block_on(async {
+            let end = tokio::time::Instant::now() + d;
+            let stop = async {
+                let waits = signals.iter_mut().map(|s| Box::pin(s.recv()));
+                futures_select_any(waits).await
+            };
+            tokio::pin!(stop);
+            loop {
+                let tick = tokio::time::sleep_until(
+                    end.min(tokio::time::Instant::now() + Duration::from_secs(5)),
+                );
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tick => {}
+                }
+                if !locked {
+                    for f in &self.files {
+                        if let Ok(file) = File::open(dir.join(f)) {
+                            let _ = writeback::drop_range(file.as_fd(), 0, 0);
+                        }
+                    }
+                }
+                if tokio::time::Instant::now() >= end {
+                    break;
+                }
+            }
+            let t = session::transfer(&self.handle, &self.stats, &self.base);
+            self.swarm.session.stop().await;
+            t
+        })
+    }
+}
+
+/// Resolves when any of the futures does (never, if there are none).
+async fn futures_select_any<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>) {
+    let mut futs: Vec<F> = futs.collect();
+    if futs.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Downloads and verifies the plan's version into `versions/<v>`; with `--seed-for`, returns
+/// the session still seeding it.
 fn download(
     o: &SyncOptions,
     rt: &tokio::runtime::Runtime,
     entry: &FeedEntry,
     p: &Plan,
-) -> Result<Transfer> {
+) -> Result<(Transfer, Option<Seeding>)> {
     let turl = o.feed.url_of(&entry.torrent.file);
     let tbytes = o
         .feed
@@ -323,16 +425,27 @@ fn download(
         }
     }
     let stats = Arc::new(WriteBehindStats::default());
-    let transfer = rt.block_on(async {
+    let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (transfer, seeding) = rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, &staging).await?;
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
             trackers: o.trackers.clone(),
-            drop_after_read: false,
+            drop_after_read: drop_reads.clone(),
         };
         let h = swarm
             .add(tbytes.clone(), &staging, &cfg, stats.clone(), None)
             .await?;
+        if o.verbose {
+            eprintln!(
+                "blobpin: joined the swarm for {} {} on {} ({} of {} bytes already here)",
+                entry.name,
+                entry.version,
+                swarm.listen,
+                h.stats().progress_bytes,
+                entry.total_size
+            );
+        }
         let bar = o.progress.then(|| {
             let bar = indicatif::ProgressBar::new(entry.total_size);
             bar.set_style(
@@ -343,26 +456,42 @@ fn download(
             );
             bar
         });
-        let res = session::wait_complete(&h, o.stall, |done, _| {
-            if let Some(b) = &bar {
-                b.set_position(done);
-            }
-        })
-        .await;
+        let mut acc = Transfer::default();
+        let res =
+            session::wait_complete(&swarm.session, &h, o.stall, o.nudge, &mut acc, |done, _| {
+                if let Some(b) = &bar {
+                    b.set_position(done);
+                }
+            })
+            .await;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        let t = session::transfer(&h, &stats);
-        if res.is_ok() && !o.seed_for.is_zero() {
-            tokio::time::sleep(o.seed_for).await;
+        let t = session::transfer(&h, &stats, &acc);
+        if res.is_err() || o.seed_for.is_zero() {
+            swarm.session.stop().await;
+            return res.map(|()| (t, None));
         }
-        let t = if res.is_ok() {
-            session::transfer(&h, &stats)
-        } else {
-            t
-        };
-        swarm.session.stop().await;
-        res.map(|()| t)
+        // Keep seeding through verification and the switch (librqbit's descriptors follow
+        // the files through the rename); reads to serve peers are dropped again unless the
+        // version is about to be locked.
+        drop_reads.store(!o.lock, std::sync::atomic::Ordering::Relaxed);
+        use tokio::signal::unix::{signal, SignalKind};
+        let signals = [SignalKind::terminate(), SignalKind::interrupt()]
+            .into_iter()
+            .filter_map(|k| signal(k).ok())
+            .collect();
+        Ok((
+            t,
+            Some(Seeding {
+                swarm,
+                handle: h,
+                stats: stats.clone(),
+                base: acc,
+                files: entry.files.iter().map(|f| f.path.clone()).collect(),
+                signals,
+            }),
+        ))
     })?;
     if transfer.writeback_errors > 0 {
         eprintln!(
@@ -377,7 +506,7 @@ fn download(
         .with_context(|| format!("cannot move {} to {}", staging.display(), target.display()))?;
     fsync_dir(&o.dest.join("versions"))?;
     fsync_dir(&o.dest.join(".staging"))?;
-    Ok(transfer)
+    Ok((transfer, seeding))
 }
 
 /// Checks every file's size and SHA-256, fsyncs it, and fsyncs the directories. The file is read

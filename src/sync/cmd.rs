@@ -27,8 +27,10 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         trackers: a.tracker.clone(),
         stall: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
         seed_for: Duration::from_secs(a.seed_for),
+        nudge: (a.reconnect_after > 0).then(|| Duration::from_secs(a.reconnect_after)),
         prime_from: a.prime_from.clone(),
-        progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        verbose: a.verbose,
+        progress: !a.verbose && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let report = sync(&o)?;
     let mut out = std::io::stdout().lock();

@@ -289,3 +289,106 @@ pub fn report(r: &Run) -> serde_json::Value {
     assert_eq!(r.code, Some(0), "sync failed: {}", r.err());
     serde_json::from_slice(&r.stdout).unwrap_or_else(|e| panic!("bad report {e}: {}", r.out()))
 }
+
+/// A running blobpin whose stderr is read line by line (to wait for a log line) while stdout
+/// is collected.
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    out: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Streaming {
+    pub fn spawn(mut cmd: Command) -> Streaming {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn blobpin");
+        let mut out = child.stdout.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            out: Some(out),
+        }
+    }
+
+    /// Waits (at most `limit`) for a stderr line containing `needle`.
+    pub fn wait_line(&mut self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} within {limit:?}; stderr so far: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+
+    /// Waits for the process to end (at most `limit`).
+    pub fn finish(mut self, limit: Duration) -> Run {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "blobpin did not finish within {limit:?}; stderr: {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self.out.take().unwrap().join().unwrap();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        let mut stderr = self.seen.join("\n").into_bytes();
+        if !stderr.is_empty() {
+            stderr.push(b'\n');
+        }
+        Run {
+            stdout,
+            stderr,
+            code: status.code(),
+        }
+    }
+}
