@@ -675,6 +675,12 @@ fn sync_keeps_the_hot_set_resident_where_a_plain_copy_evicts_it() {
             seeder.addr
         ));
         assert_eq!(r.code, Some(0), "sync in the cgroup failed: {}", r.err());
+        // The new blob itself is not left in the cache either (it is not locked here).
+        let blob_cached = resident_percent(&dest.join("current/big.bin"));
+        assert!(
+            blob_cached < 10.0,
+            "the synced blob is {blob_cached:.1}% cached"
+        );
         Some((resident_percent(&hot), cg.oom_kills() - kills))
     });
     assert_eq!(kills, 0, "the sync was OOM-killed in the cgroup");
@@ -904,4 +910,42 @@ fn lock_failure_keeps_the_old_version_live_and_locked() {
     );
     assert_live_untouched(&dest, &data, pid);
     assert!(vm_locked(pid) >= 4 << 20, "v1 is no longer locked");
+}
+
+#[test]
+fn a_failing_hook_is_reported_after_the_switch() {
+    let s = Scratch::new("sync-hook");
+    let (dest, _, _) = live_destination(&s);
+    let _guard = HolderGuard(dest.clone());
+    let v2 = write_blob(&s.path("build/blob.bin"), 1 << 20, 71);
+    publish(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
+        &["--version-name", "v2"],
+    );
+    let feed = s.path("feed/blob");
+    let seeder = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("build/blob.bin"),
+        free_addr("127.0.0.1"),
+        &[],
+    );
+    let r = run_bounded(
+        &sync_args(
+            feed.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            &["--exec", "exit 3", "--peer", &seeder.addr.to_string()],
+        ),
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.err());
+    assert!(
+        r.err()
+            .contains("version v2 is live, but the --exec hook failed")
+            && r.err().contains("exit status: 3"),
+        "{}",
+        r.err()
+    );
+    assert_eq!(current_target(&dest), "versions/v2");
+    assert!(fs::read(dest.join("current/blob.bin")).unwrap() == v2);
 }
