@@ -12,7 +12,14 @@
 //!    `DIR/current` (rename is atomic, so a reader resolves either the old or the new version);
 //! 6. run `--exec` with `BLOBPIN_VERSION` and `BLOBPIN_PATH`;
 //! 7. stop the holders of older versions, evict those versions from the page cache, prune to
-//!    `--keep`.
+//!    `--keep`;
+//! 8. with `--seed-for`, keep seeding (from the moment the download completed) until the time is
+//!    up or SIGTERM/SIGINT arrives, then exit 0.
+//!
+//! A download that makes no progress for `--reconnect-after` seconds reconnects to its peers
+//! (see `fetch::session::wait_complete`); one with none for `--stall-timeout` fails, keeping
+//! its staging directory for the next sync to resume. Only one sync runs on a destination at a
+//! time (`DIR/.sync.lock`).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
