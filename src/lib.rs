@@ -12,6 +12,8 @@ pub mod report;
 pub mod residency;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(feature = "tracker")]
+pub mod tracker;
 
 use std::ffi::OsString;
 

@@ -40,6 +40,14 @@ pub enum Command {
     Evict(ResidencyArgs),
     /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
     Lock(LockArgs),
+    /// Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics).
+    ///
+    /// Peers are located by the longest CIDR prefix of their source address in the topology
+    /// file; the tracker then shapes the swarm: the origin feeds a few gateway hosts per data
+    /// centre, gateways feed rack heads, and each host is handed only a parent that is ahead of
+    /// it and a backup parent, ordered same rack, same DC, remote, origin. Without --topology,
+    /// answers are random as in opentracker. SIGHUP re-reads --allow; SIGTERM and SIGINT stop.
+    Tracker(TrackerArgs),
     /// Write the man pages and shell completions (for packaging and the checked-in copies).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -96,6 +104,54 @@ pub struct LockArgs {
     pub pidfile: Option<PathBuf>,
 }
 
+/// Options of `blobpin tracker`.
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// Address to listen on (repeat for several; port 0 picks a free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6969")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Topology file (TOML: [[dc]] with [[dc.rack]] name and cidrs, optional [overlay]).
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// Shared secret: every announce must carry key=SECRET.
+    #[arg(long, value_name = "SECRET")]
+    pub key: Option<String>,
+    /// Only track the info-hashes listed in FILE (40 hex digits a line); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub allow: Option<PathBuf>,
+    /// Announce interval sent to clients, in seconds; peers silent for two intervals expire.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub interval: u32,
+    /// Minimum announce interval sent to clients, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub min_interval: u32,
+    /// Peers returned when an announce has no numwant.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub numwant: usize,
+    /// Most peers returned by one announce, whatever numwant asks.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_numwant: usize,
+    /// Most swarms (info-hashes) held in memory.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_swarms: usize,
+    /// Most peers held per swarm.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub max_peers: usize,
+    /// Most client connections open at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// The origin's address, IP or IP:PORT (repeatable). Without --origin and
+    /// --origin-peer-id, a peer whose first announce has left=0 counts as an origin.
+    #[arg(long, value_name = "ADDR")]
+    pub origin: Vec<String>,
+    /// Peers whose peer id starts with PREFIX are origins.
+    #[arg(long, value_name = "PREFIX")]
+    pub origin_peer_id: Option<String>,
+    /// Worker threads (0: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+}
+
 /// Options of the hidden `blobpin generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -147,6 +203,7 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
         Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
         Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
+        Command::Tracker(a) => run_tracker(&a),
         Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
     };
     match result {
@@ -156,6 +213,16 @@ fn modern(argv: Vec<OsString>) -> i32 {
             exit::FATAL
         }
     }
+}
+
+#[cfg(feature = "tracker")]
+fn run_tracker(args: &TrackerArgs) -> anyhow::Result<i32> {
+    crate::tracker::run(args)
+}
+
+#[cfg(not(feature = "tracker"))]
+fn run_tracker(_: &TrackerArgs) -> anyhow::Result<i32> {
+    anyhow::bail!("built without tracker (rebuild with --features tracker)")
 }
 
 #[cfg(test)]
