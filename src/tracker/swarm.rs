@@ -47,14 +47,16 @@
 //! # Backup parent
 //! Every downloading host also gets a backup: a peer ahead of it and not in its subtree, in
 //! its rack, else in its DC, else another origin, else a remote peer; peers that share its
-//! parent come last (they would fail together). Answers list parent and backup, so the
+//! parent come last (they would fail together), its grandparent first. Answers list parent and backup, so the
 //! client is connected to both and a dead parent costs seconds.
 //!
 //! # Repair
 //! A peer that sends `stopped`, or is silent for two intervals (checked lazily when a
 //! child announces, and by [`Swarms::expire`]), is removed; each of its children is moved to
 //! its backup at once (unless that would make a cycle) and gets a new backup at its next
-//! announce. A peer that completes drops its parent, freeing the slot for late joiners.
+//! announce. A parent pushed above `fanout` by such a move sheds each child that announces
+//! while it is over, when a spare parent exists elsewhere. A peer that completes drops its
+//! parent, freeing the slot for late joiners.
 //!
 //! # Fair origin slots
 //! An origin has `origin_slots` children. The DCs with downloading hosts share them evenly:
@@ -469,7 +471,8 @@ impl Swarm {
         let xp = &self.peers[x];
         let xl = xp.loc;
         let parent = xp.parent;
-        let mut best: Option<(usize, (u8, bool, bool, u64, u32, u64))> = None;
+        let grandparent = parent.and_then(|p| self.index.get(&p)).and_then(|&pi| self.peers[pi].parent);
+        let mut best: Option<(usize, (u8, bool, bool, bool, u64, u32, u64))> = None;
         for (i, p) in self.peers.iter().enumerate() {
             if i == x || Some(p.id) == parent || !p.placed() || !ahead(p, xp) || !self.alive(i, now, expiry) {
                 continue;
@@ -483,7 +486,8 @@ impl Swarm {
             } else {
                 3
             };
-            let key = (rank, p.parent.is_some() && p.parent == parent, !p.complete(), p.left, p.depth, p.seq);
+            let sibling = p.parent.is_some() && p.parent == parent;
+            let key = (rank, sibling, Some(p.id) != grandparent, !p.complete(), p.left, p.depth, p.seq);
             if best.as_ref().is_some_and(|(_, k)| *k <= key) {
                 continue;
             }
@@ -515,6 +519,15 @@ impl Swarm {
         if let Some(b) = self.peers[x].backup {
             if !self.index.contains_key(&b) || Some(b) == self.peers[x].parent {
                 self.peers[x].backup = None;
+            }
+        }
+        // A parent above its fan-out (after a repair moved children onto it) sheds the
+        // children that announce while it is over, when a spare parent exists elsewhere.
+        if let Some(&pi) = self.peers[x].parent.as_ref().and_then(|p| self.index.get(p)) {
+            let par = &self.peers[pi];
+            if !par.origin && par.children as usize > o.fanout {
+                self.unlink(x);
+                self.choose_parent(x, o, now, expiry);
             }
         }
         if self.peers[x].parent.is_none() {
