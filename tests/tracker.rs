@@ -46,7 +46,8 @@ impl Bv {
     }
     /// The `failure reason` as text, if this is a failure.
     pub fn failure(&self) -> Option<String> {
-        self.get("failure reason").map(|b| String::from_utf8_lossy(b.bytes()).into_owned())
+        self.get("failure reason")
+            .map(|b| String::from_utf8_lossy(b.bytes()).into_owned())
     }
 }
 
@@ -56,7 +57,10 @@ pub fn bdecode(data: &[u8]) -> Bv {
         match d[*i] {
             b'i' => {
                 let end = *i + d[*i..].iter().position(|&c| c == b'e').unwrap();
-                let v = std::str::from_utf8(&d[*i + 1..end]).unwrap().parse().unwrap();
+                let v = std::str::from_utf8(&d[*i + 1..end])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 *i = end + 1;
                 Bv::Int(v)
             }
@@ -74,8 +78,13 @@ pub fn bdecode(data: &[u8]) -> Bv {
                 let mut m = BTreeMap::new();
                 let mut last: Option<Vec<u8>> = None;
                 while d[*i] != b'e' {
-                    let Bv::Bytes(k) = one(d, i) else { panic!("dict key not a string") };
-                    assert!(last.as_ref().map_or(true, |l| *l < k), "dict keys not sorted");
+                    let Bv::Bytes(k) = one(d, i) else {
+                        panic!("dict key not a string")
+                    };
+                    assert!(
+                        last.as_ref().map_or(true, |l| *l < k),
+                        "dict keys not sorted"
+                    );
                     last = Some(k.clone());
                     let v = one(d, i);
                     m.insert(k, v);
@@ -119,10 +128,16 @@ pub struct Resp {
 
 /// Opens a TCP connection to `server` from source address `from` (port chosen by the kernel).
 pub fn connect_from(from: IpAddr, server: SocketAddr) -> std::net::TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(server), socket2::Type::STREAM, None).unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
     sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
     sock.connect(&server.into()).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     sock.into()
 }
 
@@ -131,22 +146,37 @@ pub fn split_response(data: &[u8]) -> Option<(Resp, usize)> {
     let end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&data[..end]).into_owned();
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))?;
+    let len: usize = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .map(|v| v.trim().parse().unwrap())
+    })?;
     if data.len() < end + len {
         return None;
     }
-    Some((Resp { status, head, body: data[end..end + len].to_vec() }, end + len))
+    Some((
+        Resp {
+            status,
+            head,
+            body: data[end..end + len].to_vec(),
+        },
+        end + len,
+    ))
 }
 
 /// One `GET target` from source address `from`, connection closed afterwards.
 pub fn get_from(from: IpAddr, server: SocketAddr, target: &str) -> Resp {
     let mut s = connect_from(from, server);
-    write!(s, "GET {target} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut data = Vec::new();
     s.read_to_end(&mut data).unwrap();
-    split_response(&data).unwrap_or_else(|| panic!("bad response: {:?}", String::from_utf8_lossy(&data))).0
+    split_response(&data)
+        .unwrap_or_else(|| panic!("bad response: {:?}", String::from_utf8_lossy(&data)))
+        .0
 }
 
 /// A peer id made of a printable prefix and a number.
@@ -158,7 +188,13 @@ pub fn peer_id(n: u32) -> [u8; 20] {
 }
 
 /// An announce query string with the usual fields.
-pub fn announce_query(info_hash: &[u8; 20], peer: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
+pub fn announce_query(
+    info_hash: &[u8; 20],
+    peer: &[u8; 20],
+    port: u16,
+    left: u64,
+    extra: &str,
+) -> String {
     format!(
         "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1{extra}",
         blobpin::tracker::protocol::percent_encode(info_hash),

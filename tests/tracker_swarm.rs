@@ -19,7 +19,10 @@ fn topology(dcs: usize, racks: usize, overlay: &str) -> Topology {
     for d in 0..dcs {
         t += &format!("[[dc]]\nname = \"dc{d}\"\n");
         for r in 0..racks {
-            t += &format!("[[dc.rack]]\nname = \"dc{d}-r{r}\"\ncidrs = [\"127.0.{}.0/24\"]\n", d * racks + r + 1);
+            t += &format!(
+                "[[dc.rack]]\nname = \"dc{d}-r{r}\"\ncidrs = [\"127.0.{}.0/24\"]\n",
+                d * racks + r + 1
+            );
         }
     }
     Topology::parse(&t).unwrap()
@@ -33,12 +36,20 @@ fn settings(t: Option<Topology>) -> SwarmSettings {
         default_numwant: 50,
         max_numwant: 200,
         topology: t.map(std::sync::Arc::new),
-        origin: OriginMatcher { addrs: vec![(IpAddr::V4(ORIGIN), None)], peer_id_prefix: None },
+        origin: OriginMatcher {
+            addrs: vec![(IpAddr::V4(ORIGIN), None)],
+            peer_id_prefix: None,
+        },
     }
 }
 
 fn host(racks: usize, d: usize, r: usize, n: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, (d * racks + r + 1) as u8, (n + 1) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        (d * racks + r + 1) as u8,
+        (n + 1) as u8,
+    ))
 }
 
 fn pid(ip: IpAddr) -> [u8; 20] {
@@ -57,10 +68,20 @@ struct Sim {
 
 impl Sim {
     fn new(t: Option<Topology>) -> Sim {
-        Sim { swarms: Swarms::new(settings(t)), rng: SplitMix64(42), now: 1000 }
+        Sim {
+            swarms: Swarms::new(settings(t)),
+            rng: SplitMix64(42),
+            now: 1000,
+        }
     }
 
-    fn try_ann(&mut self, ip: IpAddr, left: u64, event: Event, numwant: Option<u64>) -> Result<Vec<(PeerEntry, Tier)>, RequestError> {
+    fn try_ann(
+        &mut self,
+        ip: IpAddr,
+        left: u64,
+        event: Event,
+        numwant: Option<u64>,
+    ) -> Result<Vec<(PeerEntry, Tier)>, RequestError> {
         let req = AnnounceRequest {
             info_hash: IH,
             peer_id: pid(ip),
@@ -76,7 +97,13 @@ impl Sim {
             key_present: false,
         };
         let mut out = Vec::new();
-        self.swarms.announce(&req, SocketAddr::new(ip, 6881), self.now, &mut self.rng, &mut out)?;
+        self.swarms.announce(
+            &req,
+            SocketAddr::new(ip, 6881),
+            self.now,
+            &mut self.rng,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -112,15 +139,23 @@ struct Shape {
 fn check(sw: &Swarm, via_backup: bool) -> Shape {
     let by_id: HashMap<[u8; 20], &Peer> = sw.peers().iter().map(|p| (p.id, p)).collect();
     let mut kids: HashMap<[u8; 20], Vec<[u8; 20]>> = HashMap::new();
-    let mut shape =
-        Shape { wan_edges: HashMap::new(), heads: HashMap::new(), max_children: 0, origin_children_by_dc: HashMap::new() };
+    let mut shape = Shape {
+        wan_edges: HashMap::new(),
+        heads: HashMap::new(),
+        max_children: 0,
+        origin_children_by_dc: HashMap::new(),
+    };
     let mut children_count: HashMap<[u8; 20], u32> = HashMap::new();
     for p in sw.peers() {
         if p.origin || p.left == 0 {
             assert!(p.parent.is_none(), "a source has a parent");
             continue;
         }
-        let edges = if via_backup { vec![p.parent, p.backup] } else { vec![p.parent] };
+        let edges = if via_backup {
+            vec![p.parent, p.backup]
+        } else {
+            vec![p.parent]
+        };
         for e in edges.into_iter().flatten() {
             assert!(by_id.contains_key(&e), "edge to a peer that is gone");
             kids.entry(e).or_default().push(p.id);
@@ -146,22 +181,38 @@ fn check(sw: &Swarm, via_backup: bool) -> Shape {
         }
     }
     for p in sw.peers() {
-        assert_eq!(p.children, children_count.get(&p.id).copied().unwrap_or(0), "children counter drifted");
+        assert_eq!(
+            p.children,
+            children_count.get(&p.id).copied().unwrap_or(0),
+            "children counter drifted"
+        );
         if !p.origin {
             shape.max_children = shape.max_children.max(p.children);
         }
     }
     // Reachability from the sources.
     let mut seen: HashSet<[u8; 20]> = HashSet::new();
-    let mut queue: VecDeque<[u8; 20]> =
-        sw.peers().iter().filter(|p| p.origin || p.left == 0).map(|p| p.id).collect();
+    let mut queue: VecDeque<[u8; 20]> = sw
+        .peers()
+        .iter()
+        .filter(|p| p.origin || p.left == 0)
+        .map(|p| p.id)
+        .collect();
     while let Some(id) = queue.pop_front() {
         if seen.insert(id) {
             queue.extend(kids.get(&id).into_iter().flatten().copied());
         }
     }
-    let stranded: Vec<_> = sw.peers().iter().filter(|p| !seen.contains(&p.id)).map(|p| p.addr).collect();
-    assert!(stranded.is_empty(), "stranded (not reachable from a source): {stranded:?}");
+    let stranded: Vec<_> = sw
+        .peers()
+        .iter()
+        .filter(|p| !seen.contains(&p.id))
+        .map(|p| p.addr)
+        .collect();
+    assert!(
+        stranded.is_empty(),
+        "stranded (not reachable from a source): {stranded:?}"
+    );
     shape
 }
 
@@ -185,11 +236,16 @@ fn answers_are_in_strict_tier_order_without_overlay() {
         sorted.sort();
         assert_eq!(tiers, sorted, "answer not in tier order");
         let count = |t| tiers.iter().filter(|&&x| x == t).count();
-        assert_eq!((count(Tier::Rack), count(Tier::Dc), count(Tier::Remote)), (4, 4, 4));
+        assert_eq!(
+            (count(Tier::Rack), count(Tier::Dc), count(Tier::Remote)),
+            (4, 4, 4)
+        );
         assert_eq!((count(Tier::Unknown), count(Tier::Origin)), (3, 1));
         // Each entry's tier is what its address says.
         for (e, t) in &ans {
-            let IpAddr::V4(v4) = e.addr.ip() else { unreachable!() };
+            let IpAddr::V4(v4) = e.addr.ip() else {
+                unreachable!()
+            };
             let want = match v4.octets() {
                 [127, 0, 0, 1] => Tier::Origin,
                 [127, 0, 1, _] => Tier::Rack,
@@ -199,12 +255,25 @@ fn answers_are_in_strict_tier_order_without_overlay() {
             };
             assert_eq!(*t, want, "{} in the wrong tier", e.addr);
         }
-        assert!(ans.iter().all(|e| e.0.addr.ip() != asker), "asker in its own answer");
+        assert!(
+            ans.iter().all(|e| e.0.addr.ip() != asker),
+            "asker in its own answer"
+        );
     }
     // A small numwant keeps the nearest tiers only.
     let ans = sim.try_ann(asker, 100, Event::None, Some(6)).unwrap();
     let tiers: Vec<Tier> = ans.iter().map(|a| a.1).collect();
-    assert_eq!(tiers, [Tier::Rack, Tier::Rack, Tier::Rack, Tier::Rack, Tier::Dc, Tier::Dc]);
+    assert_eq!(
+        tiers,
+        [
+            Tier::Rack,
+            Tier::Rack,
+            Tier::Rack,
+            Tier::Rack,
+            Tier::Dc,
+            Tier::Dc
+        ]
+    );
 }
 
 #[test]
@@ -215,8 +284,15 @@ fn overlay_answers_are_parent_and_backup_in_tier_order() {
     let a = host(2, 0, 0, 1);
     let b = host(2, 0, 0, 2);
     let ans = sim.ann(g, 100);
-    assert_eq!(ans.len(), 1, "the first host of a DC gets only the origin: {ans:?}");
-    assert_eq!((ans[0].0.addr.ip(), ans[0].1), (IpAddr::V4(ORIGIN), Tier::Origin));
+    assert_eq!(
+        ans.len(),
+        1,
+        "the first host of a DC gets only the origin: {ans:?}"
+    );
+    assert_eq!(
+        (ans[0].0.addr.ip(), ans[0].1),
+        (IpAddr::V4(ORIGIN), Tier::Origin)
+    );
     sim.ann(a, 100);
     let ans = sim.ann(b, 100);
     // b hangs under a (fanout 1: g is full), backup g, both in its rack.
@@ -251,12 +327,24 @@ fn overlay_shape_gateways_heads_fanout_and_backups() {
     }
     let shape = check(sim.swarm(), false);
     for dc in 0..2u16 {
-        assert_eq!(shape.wan_edges.get(&dc).copied(), Some(2), "WAN crossings into dc{dc}");
+        assert_eq!(
+            shape.wan_edges.get(&dc).copied(),
+            Some(2),
+            "WAN crossings into dc{dc}"
+        );
     }
     for rack in 0..6u32 {
-        assert_eq!(shape.heads.get(&rack).copied(), Some(1), "heads of rack {rack}");
+        assert_eq!(
+            shape.heads.get(&rack).copied(),
+            Some(1),
+            "heads of rack {rack}"
+        );
     }
-    assert!(shape.max_children <= 2, "fan-out {} above 2", shape.max_children);
+    assert!(
+        shape.max_children <= 2,
+        "fan-out {} above 2",
+        shape.max_children
+    );
     // Gateways sit in different racks; every host that is not a gateway has a backup in its own DC.
     let sw = sim.swarm();
     for d in 0..2 {
@@ -275,7 +363,11 @@ fn overlay_shape_gateways_heads_fanout_and_backups() {
         if !gateway {
             let b = backup.unwrap_or_else(|| panic!("{} has no backup", p.addr));
             assert_eq!(b.loc.dc, p.loc.dc, "backup of {} outside its DC", p.addr);
-            assert_ne!(b.parent, p.parent.filter(|_| b.loc != p.loc), "backup shares the parent across racks");
+            assert_ne!(
+                b.parent,
+                p.parent.filter(|_| b.loc != p.loc),
+                "backup shares the parent across racks"
+            );
         }
         if par.loc == p.loc {
             // Rack members are fed inside their rack.
@@ -297,9 +389,21 @@ fn chains_with_fanout_one_and_late_joiners_use_spare_upload() {
         assert_eq!(sim.parent_of(w[1]).unwrap().addr.ip(), w[0], "not a chain");
     }
     // Backups: the grandparent (same rack) from the third host on; the origin for the second.
-    assert!(sim.swarm().peer(&sim.peer(hosts[1]).backup.unwrap()).unwrap().origin);
+    assert!(
+        sim.swarm()
+            .peer(&sim.peer(hosts[1]).backup.unwrap())
+            .unwrap()
+            .origin
+    );
     for w in hosts.windows(3) {
-        assert_eq!(sim.swarm().peer(&sim.peer(w[2]).backup.unwrap()).unwrap().addr.ip(), w[0]);
+        assert_eq!(
+            sim.swarm()
+                .peer(&sim.peer(w[2]).backup.unwrap())
+                .unwrap()
+                .addr
+                .ip(),
+            w[0]
+        );
     }
     // The third host finishes: it drops its parent, whose slot is free again; a late joiner
     // takes that spare upload rather than going to the tail.
@@ -314,7 +418,11 @@ fn chains_with_fanout_one_and_late_joiners_use_spare_upload() {
     sim.try_ann(late, 0, Event::Completed, None).unwrap();
     let late2 = host(1, 0, 0, 51);
     sim.ann(late2, 1000);
-    assert_eq!(sim.parent_of(late2).unwrap().addr.ip(), late, "late joiner not under the spare complete host");
+    assert_eq!(
+        sim.parent_of(late2).unwrap().addr.ip(),
+        late,
+        "late joiner not under the spare complete host"
+    );
     check(sim.swarm(), false);
 }
 
@@ -327,7 +435,14 @@ fn stopped_parent_hands_its_children_to_their_backups() {
         sim.ann(*h, 1000);
     }
     // hosts[2] <- hosts[1] <- hosts[0]; hosts[2]'s backup is hosts[0] (the grandparent).
-    assert_eq!(sim.swarm().peer(&sim.peer(hosts[2]).backup.unwrap()).unwrap().addr.ip(), hosts[0]);
+    assert_eq!(
+        sim.swarm()
+            .peer(&sim.peer(hosts[2]).backup.unwrap())
+            .unwrap()
+            .addr
+            .ip(),
+        hosts[0]
+    );
     sim.try_ann(hosts[1], 1000, Event::Stopped, None).unwrap();
     assert!(sim.swarm().peer(&pid(hosts[1])).is_none());
     // Immediately, before anyone announces again: nobody stranded.
@@ -361,7 +476,10 @@ fn silent_parent_is_replaced_after_two_intervals() {
             assert_eq!(parent, silent, "replaced too early at step {step}");
         } else {
             assert_ne!(parent, silent, "not replaced after two intervals");
-            assert!(sim.swarm().peer(&pid(silent)).is_none(), "silent peer still held");
+            assert!(
+                sim.swarm().peer(&pid(silent)).is_none(),
+                "silent peer still held"
+            );
         }
     }
     check(sim.swarm(), true);
@@ -370,13 +488,21 @@ fn silent_parent_is_replaced_after_two_intervals() {
     sim.ann(hosts[0], 1000);
     // hosts[0]'s announce already dropped its silent parent (the origin); the sweep takes the rest.
     assert!(sim.swarm().peer(&pid(o)).is_none(), "silent parent kept");
-    assert_eq!(sim.swarms.expire(sim.now), 2, "two silent hosts expire, the announcer stays");
+    assert_eq!(
+        sim.swarms.expire(sim.now),
+        2,
+        "two silent hosts expire, the announcer stays"
+    );
     assert_eq!(sim.swarm().peers().len(), 1);
 }
 
 #[test]
 fn origin_slots_are_shared_fairly_across_dcs() {
-    let mut sim = Sim::new(Some(topology(2, 4, "gateways_per_dc = 4\norigin_slots = 4\nfanout = 2")));
+    let mut sim = Sim::new(Some(topology(
+        2,
+        4,
+        "gateways_per_dc = 4\norigin_slots = 4\nfanout = 2",
+    )));
     sim.ann(IpAddr::V4(ORIGIN), 0);
     // DC 0 starts first and takes every origin slot it may (one gateway per rack).
     for n in 0..3 {
@@ -394,9 +520,20 @@ fn origin_slots_are_shared_fairly_across_dcs() {
         }
     }
     let shape = check(sim.swarm(), false);
-    assert_eq!(shape.origin_children_by_dc.get(&0).copied(), Some(2), "DC 0 kept more than its share");
-    assert_eq!(shape.origin_children_by_dc.get(&1).copied(), Some(2), "DC 1 starved");
-    assert_eq!(sim.swarm().peer(&pid(IpAddr::V4(ORIGIN))).unwrap().children, 4);
+    assert_eq!(
+        shape.origin_children_by_dc.get(&0).copied(),
+        Some(2),
+        "DC 0 kept more than its share"
+    );
+    assert_eq!(
+        shape.origin_children_by_dc.get(&1).copied(),
+        Some(2),
+        "DC 1 starved"
+    );
+    assert_eq!(
+        sim.swarm().peer(&pid(IpAddr::V4(ORIGIN))).unwrap().children,
+        4
+    );
     // Re-announces keep it stable.
     for n in 0..3 {
         for d in 0..2 {
@@ -406,13 +543,18 @@ fn origin_slots_are_shared_fairly_across_dcs() {
         }
     }
     let shape = check(sim.swarm(), true);
-    assert_eq!(shape.origin_children_by_dc.get(&0), shape.origin_children_by_dc.get(&1));
+    assert_eq!(
+        shape.origin_children_by_dc.get(&0),
+        shape.origin_children_by_dc.get(&1)
+    );
 }
 
 #[test]
 fn without_topology_answers_are_random_and_bounded() {
     let mut sim = Sim::new(None);
-    let ips: Vec<IpAddr> = (0..60).map(|n| IpAddr::V4(Ipv4Addr::new(127, 1, 0, n + 1))).collect();
+    let ips: Vec<IpAddr> = (0..60)
+        .map(|n| IpAddr::V4(Ipv4Addr::new(127, 1, 0, n + 1)))
+        .collect();
     for ip in &ips {
         sim.ann(*ip, 10);
     }
@@ -420,14 +562,25 @@ fn without_topology_answers_are_random_and_bounded() {
     for _ in 0..20 {
         let ans = sim.try_ann(ips[0], 10, Event::None, Some(10)).unwrap();
         assert_eq!(ans.len(), 10);
-        assert!(ans.iter().all(|e| e.0.addr.ip() != ips[0] && e.1 == Tier::Unknown));
+        assert!(ans
+            .iter()
+            .all(|e| e.0.addr.ip() != ips[0] && e.1 == Tier::Unknown));
         let distinct: HashSet<_> = ans.iter().map(|e| e.0.addr).collect();
         assert_eq!(distinct.len(), 10, "duplicates in an answer");
         firsts.insert(ans[0].0.addr);
     }
-    assert!(firsts.len() > 5, "answers are not random: {} distinct first peers", firsts.len());
+    assert!(
+        firsts.len() > 5,
+        "answers are not random: {} distinct first peers",
+        firsts.len()
+    );
     // Huge numwant is bounded by the maximum (200) and the swarm (59 others); default is 50.
-    assert_eq!(sim.try_ann(ips[0], 10, Event::None, Some(u64::MAX)).unwrap().len(), 59);
+    assert_eq!(
+        sim.try_ann(ips[0], 10, Event::None, Some(u64::MAX))
+            .unwrap()
+            .len(),
+        59
+    );
     assert_eq!(sim.ann(ips[0], 10).len(), 50);
 }
 
@@ -455,19 +608,33 @@ fn memory_is_bounded_by_swarm_and_peer_caps() {
     };
     let a = SocketAddr::from(([127, 0, 0, 2], 1));
     for h in 0..3 {
-        swarms.announce(&req(h, 0), a, 0, &mut rng, &mut out).unwrap();
+        swarms
+            .announce(&req(h, 0), a, 0, &mut rng, &mut out)
+            .unwrap();
     }
-    assert_eq!(swarms.announce(&req(9, 0), a, 0, &mut rng, &mut out), Err(RequestError::TooManySwarms));
+    assert_eq!(
+        swarms.announce(&req(9, 0), a, 0, &mut rng, &mut out),
+        Err(RequestError::TooManySwarms)
+    );
     for p in 1..5 {
-        swarms.announce(&req(0, p), a, 0, &mut rng, &mut out).unwrap();
+        swarms
+            .announce(&req(0, p), a, 0, &mut rng, &mut out)
+            .unwrap();
     }
-    assert_eq!(swarms.announce(&req(0, 77), a, 0, &mut rng, &mut out), Err(RequestError::SwarmFull));
+    assert_eq!(
+        swarms.announce(&req(0, 77), a, 0, &mut rng, &mut out),
+        Err(RequestError::SwarmFull)
+    );
     // Known peers still re-announce; a stopped peer frees its place.
-    swarms.announce(&req(0, 3), a, 0, &mut rng, &mut out).unwrap();
+    swarms
+        .announce(&req(0, 3), a, 0, &mut rng, &mut out)
+        .unwrap();
     let mut stop = req(0, 3);
     stop.event = Event::Stopped;
     swarms.announce(&stop, a, 0, &mut rng, &mut out).unwrap();
-    swarms.announce(&req(0, 77), a, 0, &mut rng, &mut out).unwrap();
+    swarms
+        .announce(&req(0, 77), a, 0, &mut rng, &mut out)
+        .unwrap();
     assert_eq!(swarms.len(), 3);
 }
 
@@ -479,9 +646,15 @@ fn memory_is_bounded_by_swarm_and_peer_caps() {
 fn simulation_two_dcs_four_racks_twenty_five_hosts() {
     const SIZE: u64 = 100;
     let gateways = 2;
-    let mut sim = Sim::new(Some(topology(2, 4, "gateways_per_dc = 2\nfanout = 2\norigin_slots = 8")));
+    let mut sim = Sim::new(Some(topology(
+        2,
+        4,
+        "gateways_per_dc = 2\nfanout = 2\norigin_slots = 8",
+    )));
     let origin = IpAddr::V4(ORIGIN);
-    let mut hosts: Vec<IpAddr> = (0..2).flat_map(|d| (0..4).flat_map(move |r| (0..25).map(move |n| host(4, d, r, n)))).collect();
+    let mut hosts: Vec<IpAddr> = (0..2)
+        .flat_map(|d| (0..4).flat_map(move |r| (0..25).map(move |n| host(4, d, r, n))))
+        .collect();
     // Shuffle the join order with the seeded rng.
     let mut order_rng = SplitMix64(7);
     for i in (1..hosts.len()).rev() {
@@ -506,11 +679,17 @@ fn simulation_two_dcs_four_racks_twenty_five_hosts() {
             if dead.contains(h) || *l == 0 {
                 continue;
             }
-            let Some(sw) = sim.swarms.swarm(&IH) else { continue };
+            let Some(sw) = sim.swarms.swarm(&IH) else {
+                continue;
+            };
             let Some(p) = sw.peer(&pid(*h)) else { continue };
             let have_parent = p.parent.and_then(|id| sw.peer(&id));
             if let Some(par) = have_parent {
-                let par_left = if par.origin { 0 } else { snapshot.get(&par.addr.ip()).copied().unwrap_or(SIZE) };
+                let par_left = if par.origin {
+                    0
+                } else {
+                    snapshot.get(&par.addr.ip()).copied().unwrap_or(SIZE)
+                };
                 *l = (*l).saturating_sub(4).max(par_left);
             }
         }
@@ -521,13 +700,22 @@ fn simulation_two_dcs_four_racks_twenty_five_hosts() {
             }
             let l = left[h];
             let was_complete = sim.swarm().peer(&pid(*h)).is_some_and(|p| p.left == 0);
-            let ev = if l == 0 && !was_complete { Event::Completed } else { Event::None };
+            let ev = if l == 0 && !was_complete {
+                Event::Completed
+            } else {
+                Event::None
+            };
             sim.try_ann(*h, l, ev, None).unwrap();
         }
         // Mid-way, the host with the most children dies without a word.
         if round == 12 {
             let sw = sim.swarm();
-            let victim = sw.peers().iter().filter(|p| !p.origin && p.left > 0).max_by_key(|p| p.children).unwrap();
+            let victim = sw
+                .peers()
+                .iter()
+                .filter(|p| !p.origin && p.left > 0)
+                .max_by_key(|p| p.children)
+                .unwrap();
             assert!(victim.children > 0);
             killed = Some(victim.addr.ip());
             dead.insert(victim.addr.ip());
@@ -536,10 +724,17 @@ fn simulation_two_dcs_four_racks_twenty_five_hosts() {
         for (dc, n) in &shape.wan_edges {
             assert!(*n <= gateways, "round {round}: {n} WAN edges into dc{dc}");
         }
-        assert!(shape.max_children <= 2, "round {round}: fan-out {}", shape.max_children);
+        assert!(
+            shape.max_children <= 2,
+            "round {round}: fan-out {}",
+            shape.max_children
+        );
         if let Some(k) = killed {
             if sim.now > 12 * 5_000 + 5_000 + 2 * EXPIRY + 5_000 {
-                assert!(sim.swarm().peer(&pid(k)).is_none(), "dead host still in the overlay");
+                assert!(
+                    sim.swarm().peer(&pid(k)).is_none(),
+                    "dead host still in the overlay"
+                );
                 check(sim.swarm(), false);
             }
         }
@@ -550,6 +745,9 @@ fn simulation_two_dcs_four_racks_twenty_five_hosts() {
             return;
         }
     }
-    let stuck: Vec<_> = left.iter().filter(|(h, l)| **l > 0 && !dead.contains(*h)).collect();
+    let stuck: Vec<_> = left
+        .iter()
+        .filter(|(h, l)| **l > 0 && !dead.contains(*h))
+        .collect();
     panic!("hosts never completed: {stuck:?}");
 }

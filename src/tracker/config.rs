@@ -44,7 +44,10 @@ pub struct Loc {
 
 impl Loc {
     /// The location of addresses no CIDR matches (and of every address without a topology).
-    pub const UNKNOWN: Loc = Loc { dc: u16::MAX, rack: u32::MAX };
+    pub const UNKNOWN: Loc = Loc {
+        dc: u16::MAX,
+        rack: u32::MAX,
+    };
 
     pub fn is_known(self) -> bool {
         self != Loc::UNKNOWN
@@ -69,7 +72,13 @@ pub struct OverlayParams {
 
 impl Default for OverlayParams {
     fn default() -> Self {
-        OverlayParams { enabled: true, gateways_per_dc: 1, heads_per_rack: 1, fanout: 2, origin_slots: 8 }
+        OverlayParams {
+            enabled: true,
+            gateways_per_dc: 1,
+            heads_per_rack: 1,
+            fanout: 2,
+            origin_slots: 8,
+        }
     }
 }
 
@@ -112,18 +121,28 @@ impl Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let ip: IpAddr = addr.trim().parse().with_context(|| format!("bad address in CIDR {s:?}"))?;
+        let ip: IpAddr = addr
+            .trim()
+            .parse()
+            .with_context(|| format!("bad address in CIDR {s:?}"))?;
         let (v6, bits, max) = match ip {
             IpAddr::V4(v4) => (false, u128::from(u32::from(v4)), 32u8),
             IpAddr::V6(v6) => (true, u128::from(v6), 128u8),
         };
         let len = match len {
-            Some(l) => l.trim().parse::<u8>().ok().filter(|&l| l <= max).with_context(|| {
-                format!("bad prefix length in CIDR {s:?} (0..={max})")
-            })?,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .with_context(|| format!("bad prefix length in CIDR {s:?} (0..={max})"))?,
             None => max,
         };
-        Ok(Cidr { v6, net: bits & mask(len, max), len })
+        Ok(Cidr {
+            v6,
+            net: bits & mask(len, max),
+            len,
+        })
     }
 }
 
@@ -131,7 +150,11 @@ fn mask(len: u8, max: u8) -> u128 {
     if len == 0 {
         0
     } else {
-        let all: u128 = if max == 128 { u128::MAX } else { (1u128 << max) - 1 };
+        let all: u128 = if max == 128 {
+            u128::MAX
+        } else {
+            (1u128 << max) - 1
+        };
         all & !((1u128 << (max - len)) - 1)
     }
 }
@@ -157,7 +180,8 @@ pub struct Topology {
 impl Topology {
     /// Reads and validates a topology file.
     pub fn load(path: &Path) -> anyhow::Result<Topology> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading topology {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading topology {}", path.display()))?;
         Topology::parse(&text).with_context(|| format!("topology {}", path.display()))
     }
 
@@ -190,18 +214,27 @@ impl Topology {
                     let cidr = Cidr::parse(c).with_context(|| format!("rack {:?}", rack.name))?;
                     let t = tables[usize::from(cidr.v6)].entry(cidr.len).or_default();
                     if let Some(prev) = t.insert(cidr.net, ri) {
-                        bail!("CIDR {c:?} is listed in both rack {:?} and rack {:?}", racks[prev as usize].0, rack.name);
+                        bail!(
+                            "CIDR {c:?} is listed in both rack {:?} and rack {:?}",
+                            racks[prev as usize].0,
+                            rack.name
+                        );
                     }
                 }
             }
         }
         let sorted = |m: HashMap<u8, HashMap<u128, u32>>| {
             let mut v: Vec<_> = m.into_iter().collect();
-            v.sort_by(|a, b| b.0.cmp(&a.0));
+            v.sort_by_key(|e| std::cmp::Reverse(e.0));
             v
         };
         let [t4, t6] = tables;
-        Ok(Topology { dcs, racks, overlay: raw.overlay, tables: [sorted(t4), sorted(t6)] })
+        Ok(Topology {
+            dcs,
+            racks,
+            overlay: raw.overlay,
+            tables: [sorted(t4), sorted(t6)],
+        })
     }
 
     /// The (dc, rack) of an address by longest prefix, or [`Loc::UNKNOWN`].
@@ -210,7 +243,10 @@ impl Topology {
         let max = if v6 { 128 } else { 32 };
         for (len, table) in &self.tables[usize::from(v6)] {
             if let Some(&rack) = table.get(&(bits & mask(*len, max))) {
-                return Loc { dc: self.racks[rack as usize].1, rack };
+                return Loc {
+                    dc: self.racks[rack as usize].1,
+                    rack,
+                };
             }
         }
         Loc::UNKNOWN
@@ -218,7 +254,10 @@ impl Topology {
 
     /// Name of a DC index (or "unknown").
     pub fn dc_name(&self, dc: u16) -> &str {
-        self.dcs.get(usize::from(dc)).map(String::as_str).unwrap_or("unknown")
+        self.dcs
+            .get(usize::from(dc))
+            .map(String::as_str)
+            .unwrap_or("unknown")
     }
 }
 
@@ -240,7 +279,9 @@ impl OriginMatcher {
         if let Ok(sa) = s.parse::<SocketAddr>() {
             return Ok((canonical_ip(sa.ip()), Some(sa.port())));
         }
-        let ip: IpAddr = s.parse().with_context(|| format!("--origin {s:?}: expected IP or IP:PORT"))?;
+        let ip: IpAddr = s
+            .parse()
+            .with_context(|| format!("--origin {s:?}: expected IP or IP:PORT"))?;
         Ok((canonical_ip(ip), None))
     }
 
@@ -254,14 +295,20 @@ impl OriginMatcher {
             return first_left == 0;
         }
         let ip = canonical_ip(addr.ip());
-        self.addrs.iter().any(|&(oip, port)| oip == ip && port.map_or(true, |p| p == addr.port()))
-            || self.peer_id_prefix.as_deref().is_some_and(|p| peer_id.starts_with(p))
+        self.addrs
+            .iter()
+            .any(|&(oip, port)| oip == ip && port.map_or(true, |p| p == addr.port()))
+            || self
+                .peer_id_prefix
+                .as_deref()
+                .is_some_and(|p| peer_id.starts_with(p))
     }
 }
 
 /// Reads an allow-list file (see the module docs for the format).
 pub fn load_allow_file(path: &Path) -> anyhow::Result<HashSet<InfoHash>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading allow-list {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading allow-list {}", path.display()))?;
     let mut set = HashSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -269,7 +316,11 @@ pub fn load_allow_file(path: &Path) -> anyhow::Result<HashSet<InfoHash>> {
             continue;
         }
         let h = parse_hex_hash(line).with_context(|| {
-            format!("allow-list {} line {}: expected 40 hex digits, got {line:?}", path.display(), n + 1)
+            format!(
+                "allow-list {} line {}: expected 40 hex digits, got {line:?}",
+                path.display(),
+                n + 1
+            )
         })?;
         set.insert(h);
     }
@@ -351,11 +402,26 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(t.locate("127.0.3.9".parse().unwrap()), Loc { dc: 1, rack: 1 });
-        assert_eq!(t.locate("127.0.4.9".parse().unwrap()), Loc { dc: 0, rack: 0 });
-        assert_eq!(t.locate("::ffff:127.0.3.1".parse().unwrap()), Loc { dc: 1, rack: 1 });
-        assert_eq!(t.locate("fd00:1::5".parse().unwrap()), Loc { dc: 1, rack: 1 });
-        assert_eq!(t.locate("fd00:2::5".parse().unwrap()), Loc { dc: 0, rack: 0 });
+        assert_eq!(
+            t.locate("127.0.3.9".parse().unwrap()),
+            Loc { dc: 1, rack: 1 }
+        );
+        assert_eq!(
+            t.locate("127.0.4.9".parse().unwrap()),
+            Loc { dc: 0, rack: 0 }
+        );
+        assert_eq!(
+            t.locate("::ffff:127.0.3.1".parse().unwrap()),
+            Loc { dc: 1, rack: 1 }
+        );
+        assert_eq!(
+            t.locate("fd00:1::5".parse().unwrap()),
+            Loc { dc: 1, rack: 1 }
+        );
+        assert_eq!(
+            t.locate("fd00:2::5".parse().unwrap()),
+            Loc { dc: 0, rack: 0 }
+        );
         assert_eq!(t.locate("10.0.0.1".parse().unwrap()), Loc::UNKNOWN);
     }
 

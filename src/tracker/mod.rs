@@ -29,13 +29,21 @@ pub fn config_from_args(a: &TrackerArgs) -> anyhow::Result<TrackerConfig> {
         bail!("--interval must be at least 1 second");
     }
     if a.min_interval > a.interval {
-        bail!("--min-interval ({}) must not exceed --interval ({})", a.min_interval, a.interval);
+        bail!(
+            "--min-interval ({}) must not exceed --interval ({})",
+            a.min_interval,
+            a.interval
+        );
     }
     if a.max_numwant == 0 || a.max_swarms == 0 || a.max_peers == 0 || a.max_connections == 0 {
         bail!("--max-numwant, --max-swarms, --max-peers and --max-connections must be at least 1");
     }
     let topology = a.topology.as_deref().map(Topology::load).transpose()?;
-    let allow = a.allow.as_deref().map(config::load_allow_file).transpose()?;
+    let allow = a
+        .allow
+        .as_deref()
+        .map(config::load_allow_file)
+        .transpose()?;
     let mut origin = OriginMatcher::default();
     for o in &a.origin {
         origin.addrs.push(OriginMatcher::parse_addr(o)?);
@@ -79,7 +87,10 @@ pub fn run(a: &TrackerArgs) -> anyhow::Result<i32> {
     }
     signals.thread_block().context("blocking signals")?;
     let allow_file = config.allow_file.clone();
-    let overlay = config.topology.as_ref().map(|t| (t.dcs.len(), t.racks.len(), t.overlay.clone()));
+    let overlay = config
+        .topology
+        .as_ref()
+        .map(|t| (t.dcs.len(), t.racks.len(), t.overlay.clone()));
     let tracker = Tracker::bind(config)?;
     for addr in tracker.local_addrs() {
         println!("blobpin tracker: listening on http://{addr}/announce");

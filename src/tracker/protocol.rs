@@ -237,7 +237,10 @@ pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// Parses an announce query string. `secret` is the configured `--key`, if any.
-pub fn parse_announce(query: &[u8], secret: Option<&[u8]>) -> Result<AnnounceRequest, RequestError> {
+pub fn parse_announce(
+    query: &[u8],
+    secret: Option<&[u8]>,
+) -> Result<AnnounceRequest, RequestError> {
     let mut info_hash = None;
     let mut peer_id = None;
     let mut port = None;
@@ -253,11 +256,7 @@ pub fn parse_announce(query: &[u8], secret: Option<&[u8]>) -> Result<AnnounceReq
     let mut scratch = Vec::new();
     for (name, value) in query_pairs(query) {
         match name {
-            b"info_hash" => {
-                if info_hash.is_none() {
-                    info_hash = Some(decode20(value, "info_hash")?);
-                }
-            }
+            b"info_hash" if info_hash.is_none() => info_hash = Some(decode20(value, "info_hash")?),
             b"peer_id" => peer_id = Some(decode20(value, "peer_id")?),
             b"port" => {
                 let p = parse_u64(value, "port").map_err(|_| RequestError::BadPort)?;
@@ -466,7 +465,7 @@ pub fn encode_announce(
 /// Bencodes a scrape answer for the given hashes (BEP 48).
 pub fn encode_scrape(out: &mut Vec<u8>, files: &[(InfoHash, SwarmCounts)]) {
     let mut sorted: Vec<&(InfoHash, SwarmCounts)> = files.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|a| a.0);
     out.extend_from_slice(b"d5:filesd");
     for (h, c) in sorted {
         put_bytes(out, h);
@@ -550,7 +549,10 @@ mod tests {
         assert_eq!(r.port, 6881);
         assert_eq!(r.numwant, Some(3));
         let bad = format!("info_hash={ih}&peer_id={pid}&port=6881&left=5&numwant=x");
-        assert_eq!(parse_announce(bad.as_bytes(), None), Err(RequestError::BadNumwant));
+        assert_eq!(
+            parse_announce(bad.as_bytes(), None),
+            Err(RequestError::BadNumwant)
+        );
         let bad = format!("info_hash=%zz{ih}&peer_id={pid}&port=1&left=5");
         assert_eq!(
             parse_announce(bad.as_bytes(), None),

@@ -33,7 +33,8 @@ use tokio::sync::{watch, Semaphore};
 
 use super::config::{Topology, TrackerConfig};
 use super::protocol::{
-    self, canonical_ip, check_key, encode_announce, encode_failure, encode_scrape, InfoHash, PeerEntry, RequestError,
+    self, canonical_ip, check_key, encode_announce, encode_failure, encode_scrape, InfoHash,
+    PeerEntry, RequestError,
 };
 use super::swarm::{SplitMix64, SwarmSettings, Swarms, Tier};
 
@@ -72,7 +73,9 @@ impl Shared {
         settings.max_swarms = config.max_swarms.div_ceil(SHARDS).max(1);
         let topology = settings.topology.clone();
         Shared {
-            shards: (0..SHARDS).map(|_| Mutex::new(Swarms::new(settings.clone()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Swarms::new(settings.clone())))
+                .collect(),
             allow: RwLock::new(config.allow.clone()),
             key: config.key.clone(),
             interval: config.interval,
@@ -99,21 +102,35 @@ impl Shared {
     }
 
     fn count_error(&self, e: &RequestError) {
-        let mut m = self.metrics.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .metrics
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *m.entry(e.label()).or_default() += 1;
     }
 
     fn set_allowed(&self, allow: Option<HashSet<InfoHash>>) {
         if let Some(set) = &allow {
             for shard in &self.shards {
-                shard.lock().unwrap_or_else(|e| e.into_inner()).retain(|h| set.contains(h));
+                shard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|h| set.contains(h));
             }
         }
         *self.allow.write().unwrap_or_else(|e| e.into_inner()) = allow;
     }
 
     /// Handles `/announce?query` from `src`; writes the bencoded body.
-    fn announce(&self, query: &[u8], src: SocketAddr, rng: &mut SplitMix64, peers: &mut Vec<(PeerEntry, Tier)>, body: &mut Vec<u8>) {
+    fn announce(
+        &self,
+        query: &[u8],
+        src: SocketAddr,
+        rng: &mut SplitMix64,
+        peers: &mut Vec<(PeerEntry, Tier)>,
+        body: &mut Vec<u8>,
+    ) {
         let result = protocol::parse_announce(query, self.key.as_deref()).and_then(|req| {
             check_key(&req)?;
             if !self.allowed(&req.info_hash) {
@@ -135,7 +152,15 @@ impl Shared {
                     self.metrics.handout[*t as usize].fetch_add(1, Ordering::Relaxed);
                 }
                 let list: Vec<PeerEntry> = peers.iter().map(|p| p.0).collect();
-                encode_announce(body, self.interval, self.min_interval, counts, &list, req.compact, req.no_peer_id);
+                encode_announce(
+                    body,
+                    self.interval,
+                    self.min_interval,
+                    counts,
+                    &list,
+                    req.compact,
+                    req.no_peer_id,
+                );
             }
             Err(e) => {
                 tracing::debug!(%src, error = %e, "announce refused");
@@ -152,7 +177,15 @@ impl Shared {
                 let files: Vec<_> = hashes
                     .iter()
                     .filter(|h| self.allowed(h))
-                    .map(|h| (*h, self.shard(h).lock().unwrap_or_else(|e| e.into_inner()).scrape(h)))
+                    .map(|h| {
+                        (
+                            *h,
+                            self.shard(h)
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .scrape(h),
+                        )
+                    })
                     .collect();
                 encode_scrape(body, &files);
             }
@@ -185,17 +218,32 @@ impl Shared {
             "Scrapes answered.",
             vec![(String::new(), m.scrapes.load(Ordering::Relaxed))],
         );
-        let mut errors: Vec<_> =
-            m.errors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (format!("{{reason=\"{k}\"}}"), *v)).collect();
+        let mut errors: Vec<_> = m
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (format!("{{reason=\"{k}\"}}"), *v))
+            .collect();
         errors.sort();
-        metric("blobpin_tracker_errors_total", "counter", "Requests refused, by reason.", errors);
+        metric(
+            "blobpin_tracker_errors_total",
+            "counter",
+            "Requests refused, by reason.",
+            errors,
+        );
         metric(
             "blobpin_tracker_handout_peers_total",
             "counter",
             "Peers handed out, by tier relative to the asker.",
             Tier::ALL
                 .iter()
-                .map(|t| (format!("{{tier=\"{}\"}}", t.name()), m.handout[*t as usize].load(Ordering::Relaxed)))
+                .map(|t| {
+                    (
+                        format!("{{tier=\"{}\"}}", t.name()),
+                        m.handout[*t as usize].load(Ordering::Relaxed),
+                    )
+                })
                 .collect(),
         );
         metric(
@@ -217,16 +265,44 @@ impl Shared {
                 *total.gateways_by_dc.entry(dc).or_default() += n;
             }
         }
-        metric("blobpin_tracker_swarms", "gauge", "Swarms held.", vec![(String::new(), total.swarms)]);
-        metric("blobpin_tracker_peers", "gauge", "Peers held.", vec![(String::new(), total.peers)]);
-        metric("blobpin_tracker_seeds", "gauge", "Peers with nothing left to fetch.", vec![(String::new(), total.seeds)]);
-        let dc_name = |dc: u16| self.topology.as_ref().map_or("unknown", |t| t.dc_name(dc)).to_string();
+        metric(
+            "blobpin_tracker_swarms",
+            "gauge",
+            "Swarms held.",
+            vec![(String::new(), total.swarms)],
+        );
+        metric(
+            "blobpin_tracker_peers",
+            "gauge",
+            "Peers held.",
+            vec![(String::new(), total.peers)],
+        );
+        metric(
+            "blobpin_tracker_seeds",
+            "gauge",
+            "Peers with nothing left to fetch.",
+            vec![(String::new(), total.seeds)],
+        );
+        let dc_name = |dc: u16| {
+            self.topology
+                .as_ref()
+                .map_or("unknown", |t| t.dc_name(dc))
+                .to_string()
+        };
         let by_dc = |m: HashMap<u16, u64>| {
-            let mut v: Vec<_> = m.into_iter().map(|(dc, n)| (format!("{{dc=\"{}\"}}", dc_name(dc)), n)).collect();
+            let mut v: Vec<_> = m
+                .into_iter()
+                .map(|(dc, n)| (format!("{{dc=\"{}\"}}", dc_name(dc)), n))
+                .collect();
             v.sort();
             v
         };
-        metric("blobpin_tracker_dc_peers", "gauge", "Peers per data centre.", by_dc(total.peers_by_dc));
+        metric(
+            "blobpin_tracker_dc_peers",
+            "gauge",
+            "Peers per data centre.",
+            by_dc(total.peers_by_dc),
+        );
         metric(
             "blobpin_tracker_dc_gateways",
             "gauge",
@@ -254,10 +330,14 @@ impl Tracker {
         let mut listeners = Vec::new();
         for addr in &config.listen {
             let l = StdListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-            l.set_nonblocking(true).with_context(|| format!("listening on {addr}"))?;
+            l.set_nonblocking(true)
+                .with_context(|| format!("listening on {addr}"))?;
             listeners.push(l);
         }
-        let addrs = listeners.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>()?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         rt.enable_all().thread_name("tracker");
         if config.threads > 0 {
@@ -268,11 +348,18 @@ impl Tracker {
         let (stop, stop_rx) = watch::channel(false);
         let conn_limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let sh = shared.clone();
-        let thread = std::thread::Builder::new().name("tracker".into()).spawn(move || {
-            rt.block_on(serve(listeners, sh, conn_limit, stop_rx));
-            rt.shutdown_timeout(Duration::from_millis(200));
-        })?;
-        Ok(Tracker { addrs, shared, stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("tracker".into())
+            .spawn(move || {
+                rt.block_on(serve(listeners, sh, conn_limit, stop_rx));
+                rt.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        Ok(Tracker {
+            addrs,
+            shared,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The first bound address (with the real port when port 0 was asked).
@@ -294,7 +381,12 @@ impl Tracker {
     /// Adds an info-hash to the allow-list, starting a list (that allows only it) if none
     /// was set. The origin calls this for every published version.
     pub fn allow(&self, h: InfoHash) {
-        self.shared.allow.write().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(h);
+        self.shared
+            .allow
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(h);
     }
 
     /// Removes an info-hash from the allow-list and forgets its swarm.
@@ -302,7 +394,11 @@ impl Tracker {
         let mut allow = self.shared.allow.write().unwrap_or_else(|e| e.into_inner());
         if let Some(set) = allow.as_mut() {
             set.remove(h);
-            self.shared.shard(h).lock().unwrap_or_else(|e| e.into_inner()).retain(|x| x != h);
+            self.shared
+                .shard(h)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|x| x != h);
         }
     }
 
@@ -330,7 +426,12 @@ impl Drop for Tracker {
     }
 }
 
-async fn serve(listeners: Vec<StdListener>, shared: Arc<Shared>, limit: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listeners: Vec<StdListener>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tasks = Vec::new();
     for l in listeners {
         let l = match TcpListener::from_std(l) {
@@ -370,7 +471,9 @@ async fn serve(listeners: Vec<StdListener>, shared: Arc<Shared>, limit: Arc<Sema
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, src)) => {
                 let _ = stream.set_nodelay(true);
@@ -401,11 +504,16 @@ struct Head<'a> {
 
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(3);
-    buf[start..].windows(4).position(|w| w == b"\r\n\r\n").map(|p| start + p + 4)
+    buf[start..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| start + p + 4)
 }
 
 fn parse_head(head: &[u8]) -> Option<Head<'_>> {
-    let mut lines = head.split(|&c| c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let request_line = lines.next()?;
     let mut parts = request_line.split(|&c| c == b' ').filter(|p| !p.is_empty());
     let method = parts.next()?;
@@ -428,7 +536,11 @@ fn parse_head(head: &[u8]) -> Option<Head<'_>> {
             }
         }
     }
-    Some(Head { method, target, keep_alive })
+    Some(Head {
+        method,
+        target,
+        keep_alive,
+    })
 }
 
 fn respond(out: &mut Vec<u8>, status: &str, content_type: &str, body: &[u8], keep_alive: bool) {
@@ -436,7 +548,11 @@ fn respond(out: &mut Vec<u8>, status: &str, content_type: &str, body: &[u8], kee
         Fmt(out),
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
         body.len(),
-        if keep_alive { "" } else { "Connection: close\r\n" }
+        if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        }
     );
     out.extend_from_slice(body);
 }
@@ -449,7 +565,11 @@ impl std::fmt::Write for Fmt<'_> {
     }
 }
 
-async fn connection(mut stream: TcpStream, src: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    shared: &Shared,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut body: Vec<u8> = Vec::with_capacity(512);
@@ -495,7 +615,11 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, shared: &Shared) -> 
                             "404 Not Found"
                         }
                     };
-                    let ctype = if path == b"/metrics" { "text/plain; version=0.0.4" } else { "text/plain" };
+                    let ctype = if path == b"/metrics" {
+                        "text/plain; version=0.0.4"
+                    } else {
+                        "text/plain"
+                    };
                     (status, ctype, head.keep_alive)
                 }
             };
@@ -519,7 +643,13 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, shared: &Shared) -> 
             shared.count_error(&RequestError::TooLarge);
             body.clear();
             encode_failure(&mut body, &RequestError::TooLarge.to_string());
-            respond(&mut out, "431 Request Header Fields Too Large", "text/plain", &body, false);
+            respond(
+                &mut out,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                &body,
+                false,
+            );
             stream.write_all(&out).await?;
             let _ = stream.shutdown().await;
             return Ok(());
@@ -544,7 +674,8 @@ mod tests {
 
     #[test]
     fn head_parsing() {
-        let h = parse_head(b"GET /announce?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        let h = parse_head(b"GET /announce?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
         assert_eq!(h.target, b"/announce?x=1");
         assert!(!h.keep_alive);
         let h = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap();

@@ -73,7 +73,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::config::{Loc, OriginMatcher, OverlayParams, Topology, TrackerConfig};
-use super::protocol::{AnnounceRequest, Event, InfoHash, PeerEntry, PeerId, RequestError, SwarmCounts};
+use super::protocol::{
+    AnnounceRequest, Event, InfoHash, PeerEntry, PeerId, RequestError, SwarmCounts,
+};
 
 /// Randomness passed in by the caller.
 pub trait Rng {
@@ -114,7 +116,13 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const ALL: [Tier; 5] = [Tier::Rack, Tier::Dc, Tier::Remote, Tier::Unknown, Tier::Origin];
+    pub const ALL: [Tier; 5] = [
+        Tier::Rack,
+        Tier::Dc,
+        Tier::Remote,
+        Tier::Unknown,
+        Tier::Origin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -154,7 +162,10 @@ impl SwarmSettings {
     }
 
     fn overlay(&self) -> Option<&OverlayParams> {
-        self.topology.as_ref().map(|t| &t.overlay).filter(|o| o.enabled)
+        self.topology
+            .as_ref()
+            .map(|t| &t.overlay)
+            .filter(|o| o.enabled)
     }
 }
 
@@ -180,7 +191,10 @@ pub struct Peer {
 
 impl Peer {
     fn entry(&self) -> PeerEntry {
-        PeerEntry { addr: self.addr, peer_id: self.id }
+        PeerEntry {
+            addr: self.addr,
+            peer_id: self.id,
+        }
     }
 
     fn complete(&self) -> bool {
@@ -191,6 +205,10 @@ impl Peer {
         self.origin || self.left == 0 || self.parent.is_some()
     }
 }
+
+/// Ranking of a backup candidate, lowest best: tier rank, sibling, not the grandparent,
+/// downloading, left, depth, join order.
+type BackupKey = (u8, bool, bool, bool, u64, u32, u64);
 
 /// Whether `p` is ahead of `x` (see the module docs).
 fn ahead(p: &Peer, x: &Peer) -> bool {
@@ -275,7 +293,9 @@ impl Swarm {
             if steps > self.peers.len() {
                 return true; // a cycle: treat as unsafe
             }
-            cur = self.peers[i].parent.and_then(|p| self.index.get(&p).copied());
+            cur = self.peers[i]
+                .parent
+                .and_then(|p| self.index.get(&p).copied());
         }
         false
     }
@@ -284,13 +304,19 @@ impl Swarm {
     fn remove(&mut self, id: &PeerId, now: u64, expiry: u64) {
         let Some(&i) = self.index.get(id) else { return };
         self.unlink(i);
-        let kids: Vec<usize> = (0..self.peers.len()).filter(|&k| self.peers[k].parent.as_ref() == Some(id)).collect();
+        let kids: Vec<usize> = (0..self.peers.len())
+            .filter(|&k| self.peers[k].parent.as_ref() == Some(id))
+            .collect();
         for k in kids {
             self.peers[k].parent = None;
             if let Some(b) = self.peers[k].backup.take() {
                 if let Some(&bi) = self.index.get(&b) {
                     let kid_id = self.peers[k].id;
-                    if bi != i && self.alive(bi, now, expiry) && !self.in_subtree(bi, &kid_id) && !self.in_subtree(bi, id) {
+                    if bi != i
+                        && self.alive(bi, now, expiry)
+                        && !self.in_subtree(bi, &kid_id)
+                        && !self.in_subtree(bi, id)
+                    {
                         self.link(k, bi);
                     }
                 }
@@ -313,7 +339,15 @@ impl Swarm {
     }
 
     /// Best non-origin candidate in `tier_ok` able to feed `x`; `spare` requires a free slot.
-    fn best(&self, x: usize, fanout: usize, now: u64, expiry: u64, spare: bool, tier_ok: impl Fn(&Peer) -> bool) -> Option<usize> {
+    fn best(
+        &self,
+        x: usize,
+        fanout: usize,
+        now: u64,
+        expiry: u64,
+        spare: bool,
+        tier_ok: impl Fn(&Peer) -> bool,
+    ) -> Option<usize> {
         let xp = &self.peers[x];
         let check_subtree = xp.children > 0;
         let mut best: Option<(usize, (bool, u64, u32, u64))> = None;
@@ -340,27 +374,45 @@ impl Swarm {
     }
 
     fn origins(&self, now: u64, expiry: u64) -> Vec<usize> {
-        (0..self.peers.len()).filter(|&i| self.peers[i].origin && self.alive(i, now, expiry)).collect()
+        (0..self.peers.len())
+            .filter(|&i| self.peers[i].origin && self.alive(i, now, expiry))
+            .collect()
     }
 
     /// Index of the origin with fewest children.
     fn least_loaded_origin(&self, origins: &[usize]) -> Option<usize> {
-        origins.iter().copied().min_by_key(|&i| (self.peers[i].children, self.peers[i].seq))
+        origins
+            .iter()
+            .copied()
+            .min_by_key(|&i| (self.peers[i].children, self.peers[i].seq))
     }
 
     /// Whether peer `i` hangs directly under an origin.
     fn origin_fed(&self, i: usize) -> bool {
-        self.peers[i].parent.and_then(|p| self.index.get(&p)).is_some_and(|&pi| self.peers[pi].origin)
+        self.peers[i]
+            .parent
+            .and_then(|p| self.index.get(&p))
+            .is_some_and(|&pi| self.peers[pi].origin)
     }
 
     /// An origin slot for a host in `dc`, preempting a DC above its fair share if needed.
-    fn origin_slot(&mut self, x: usize, dc: u16, o: &OverlayParams, now: u64, expiry: u64) -> Option<usize> {
+    fn origin_slot(
+        &mut self,
+        x: usize,
+        dc: u16,
+        o: &OverlayParams,
+        now: u64,
+        expiry: u64,
+    ) -> Option<usize> {
         let origins = self.origins(now, expiry);
         if origins.is_empty() {
             return None;
         }
         let capacity = o.origin_slots * origins.len();
-        let used: usize = origins.iter().map(|&i| self.peers[i].children as usize).sum();
+        let used: usize = origins
+            .iter()
+            .map(|&i| self.peers[i].children as usize)
+            .sum();
         let mut per_dc: HashMap<u16, usize> = HashMap::new();
         let mut active: HashSet<u16> = HashSet::new();
         active.insert(dc);
@@ -383,11 +435,19 @@ impl Swarm {
             return self.least_loaded_origin(&origins);
         }
         // Preempt: the DC furthest above its share gives up its least established origin child.
-        let mut over: Vec<(u16, usize)> = per_dc.into_iter().filter(|&(d, n)| d != dc && n > share).collect();
+        let mut over: Vec<(u16, usize)> = per_dc
+            .into_iter()
+            .filter(|&(d, n)| d != dc && n > share)
+            .collect();
         over.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         for (odc, _) in over {
             let mut fed: Vec<usize> = (0..self.peers.len())
-                .filter(|&i| i != x && !self.peers[i].origin && self.peers[i].loc.dc == odc && self.origin_fed(i))
+                .filter(|&i| {
+                    i != x
+                        && !self.peers[i].origin
+                        && self.peers[i].loc.dc == odc
+                        && self.origin_fed(i)
+                })
                 .collect();
             fed.sort_by_key(|&i| std::cmp::Reverse(self.peers[i].seq));
             for y in fed {
@@ -471,10 +531,17 @@ impl Swarm {
         let xp = &self.peers[x];
         let xl = xp.loc;
         let parent = xp.parent;
-        let grandparent = parent.and_then(|p| self.index.get(&p)).and_then(|&pi| self.peers[pi].parent);
-        let mut best: Option<(usize, (u8, bool, bool, bool, u64, u32, u64))> = None;
+        let grandparent = parent
+            .and_then(|p| self.index.get(&p))
+            .and_then(|&pi| self.peers[pi].parent);
+        let mut best: Option<(usize, BackupKey)> = None;
         for (i, p) in self.peers.iter().enumerate() {
-            if i == x || Some(p.id) == parent || !p.placed() || !ahead(p, xp) || !self.alive(i, now, expiry) {
+            if i == x
+                || Some(p.id) == parent
+                || !p.placed()
+                || !ahead(p, xp)
+                || !self.alive(i, now, expiry)
+            {
                 continue;
             }
             let rank = if p.origin {
@@ -487,7 +554,15 @@ impl Swarm {
                 3
             };
             let sibling = p.parent.is_some() && p.parent == parent;
-            let key = (rank, sibling, Some(p.id) != grandparent, !p.complete(), p.left, p.depth, p.seq);
+            let key = (
+                rank,
+                sibling,
+                Some(p.id) != grandparent,
+                !p.complete(),
+                p.left,
+                p.depth,
+                p.seq,
+            );
             if best.as_ref().is_some_and(|(_, k)| *k <= key) {
                 continue;
             }
@@ -508,7 +583,10 @@ impl Swarm {
             return;
         }
         // Drop a parent or backup that stopped announcing (this also repairs its other children).
-        for link in [self.peers[x].parent, self.peers[x].backup].into_iter().flatten() {
+        for link in [self.peers[x].parent, self.peers[x].backup]
+            .into_iter()
+            .flatten()
+        {
             if let Some(&li) = self.index.get(&link) {
                 if !self.alive(li, now, expiry) {
                     self.remove(&link, now, expiry);
@@ -523,7 +601,11 @@ impl Swarm {
         }
         // A parent above its fan-out (after a repair moved children onto it) sheds the
         // children that announce while it is over, when a spare parent exists elsewhere.
-        if let Some(&pi) = self.peers[x].parent.as_ref().and_then(|p| self.index.get(p)) {
+        if let Some(&pi) = self.peers[x]
+            .parent
+            .as_ref()
+            .and_then(|p| self.index.get(p))
+        {
             let par = &self.peers[pi];
             if !par.origin && par.children as usize > o.fanout {
                 self.unlink(x);
@@ -549,7 +631,13 @@ impl Swarm {
         out.truncate(numwant);
     }
 
-    fn answer_ordered(&self, x: usize, numwant: usize, rng: &mut dyn Rng, out: &mut Vec<(PeerEntry, Tier)>) {
+    fn answer_ordered(
+        &self,
+        x: usize,
+        numwant: usize,
+        rng: &mut dyn Rng,
+        out: &mut Vec<(PeerEntry, Tier)>,
+    ) {
         let xl = self.peers[x].loc;
         let mut buckets: [Vec<usize>; 5] = Default::default();
         for (i, p) in self.peers.iter().enumerate() {
@@ -569,7 +657,13 @@ impl Swarm {
         }
     }
 
-    fn answer_random(&self, x: usize, numwant: usize, rng: &mut dyn Rng, out: &mut Vec<(PeerEntry, Tier)>) {
+    fn answer_random(
+        &self,
+        x: usize,
+        numwant: usize,
+        rng: &mut dyn Rng,
+        out: &mut Vec<(PeerEntry, Tier)>,
+    ) {
         let n = self.peers.len();
         if n <= 1 || numwant == 0 {
             return;
@@ -609,7 +703,10 @@ pub struct Swarms {
 
 impl Swarms {
     pub fn new(settings: SwarmSettings) -> Swarms {
-        Swarms { swarms: HashMap::new(), settings }
+        Swarms {
+            swarms: HashMap::new(),
+            settings,
+        }
     }
 
     pub fn settings(&self) -> &SwarmSettings {
@@ -641,7 +738,10 @@ impl Swarms {
         out.clear();
         let s = &self.settings;
         let expiry = s.expiry_ms;
-        let numwant = req.numwant.map_or(s.default_numwant, |n| n.min(s.max_numwant as u64) as usize).min(s.max_numwant);
+        let numwant = req
+            .numwant
+            .map_or(s.default_numwant, |n| n.min(s.max_numwant as u64) as usize)
+            .min(s.max_numwant);
         if req.event == Event::Stopped {
             let counts = match self.swarms.get_mut(&req.info_hash) {
                 Some(sw) => {
@@ -659,7 +759,10 @@ impl Swarms {
         if !self.swarms.contains_key(&req.info_hash) && self.swarms.len() >= s.max_swarms {
             return Err(RequestError::TooManySwarms);
         }
-        let loc = s.topology.as_ref().map_or(Loc::UNKNOWN, |t| t.locate(addr.ip()));
+        let loc = s
+            .topology
+            .as_ref()
+            .map_or(Loc::UNKNOWN, |t| t.locate(addr.ip()));
         let overlay = s.overlay().cloned();
         let has_topology = s.topology.is_some();
         let max_peers = s.max_peers_per_swarm;
@@ -747,8 +850,10 @@ impl Swarms {
         let expiry = self.settings.expiry_ms;
         let mut removed = 0;
         for sw in self.swarms.values_mut() {
-            let dead: Vec<PeerId> =
-                (0..sw.peers.len()).filter(|&i| !sw.alive(i, now, expiry)).map(|i| sw.peers[i].id).collect();
+            let dead: Vec<PeerId> = (0..sw.peers.len())
+                .filter(|&i| !sw.alive(i, now, expiry))
+                .map(|i| sw.peers[i].id)
+                .collect();
             for id in dead {
                 sw.remove(&id, now, expiry);
                 removed += 1;
@@ -765,7 +870,10 @@ impl Swarms {
 
     /// Aggregates for metrics.
     pub fn summary(&self) -> Summary {
-        let mut s = Summary { swarms: self.swarms.len() as u64, ..Summary::default() };
+        let mut s = Summary {
+            swarms: self.swarms.len() as u64,
+            ..Summary::default()
+        };
         for sw in self.swarms.values() {
             s.peers += sw.peers.len() as u64;
             s.seeds += sw.seeds;
