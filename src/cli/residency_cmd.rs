@@ -183,7 +183,11 @@ pub fn run(op: Op, a: &ResidencyArgs, pidfile: Option<PathBuf>) -> Result<i32> {
     }
     out.flush()?;
     drop(out);
-    let code = if failures > 0 { exit::PARTIAL } else { exit::OK };
+    let code = if failures > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
     if op == Op::Lock {
         hold(crawler, pidfile.as_deref())?;
     }

@@ -293,7 +293,7 @@ impl FileWorker {
     fn is_plain_fs(&mut self, file: &File, dev: u64) -> bool {
         *self.plain_fs.entry(dev).or_insert_with(|| {
             nix::sys::statfs::fstatfs(file)
-                .map(|s| PLAIN_FS_MAGIC.contains(&(s.filesystem_type().0 as i64)))
+                .map(|s| PLAIN_FS_MAGIC.contains(&s.filesystem_type().0))
                 .unwrap_or(false)
         })
     }
