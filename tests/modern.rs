@@ -243,7 +243,7 @@ fn lock_holds_until_sigterm_and_removes_the_pidfile() {
     let s = Scratch::new("modern-lock");
     let f = s.file("locked.bin", (16 * MIB) as usize);
     let pidfile = s.path("lock.pid");
-    let mut child = Command::new(blobpin())
+    let child = Command::new(blobpin())
         .args(["lock", "--pidfile"])
         .arg(&pidfile)
         .arg(&f)
