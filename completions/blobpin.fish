@@ -25,7 +25,7 @@ function __fish_blobpin_using_subcommand
 end
 
 complete -c blobpin -n "__fish_blobpin_needs_command" -s V -l version -d 'Print version'
-complete -c blobpin -n "__fish_blobpin_needs_command" -l help -d 'Print help (see more with \'--help\')'
+complete -c blobpin -n "__fish_blobpin_needs_command" -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "stat" -d 'Show how much of each file is in the page cache'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "evict" -d 'Drop files from the page cache'
