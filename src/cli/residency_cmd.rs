@@ -34,7 +34,10 @@ impl Sink for ModernSink<'_> {
         if w.is_failure() {
             self.failures += 1;
         }
-        if !self.quiet {
+        // Symbolic links met inside a crawl are skipped quietly unless asked (--verbose);
+        // they are still listed in the JSON warnings.
+        let routine = matches!(w, Warning::SymlinkNotFollowed(_)) && !self.verbose;
+        if !self.quiet && !routine {
             let line = format!("blobpin: warning: {w}\n");
             match &self.bar {
                 Some(bar) => bar.suspend(|| {
