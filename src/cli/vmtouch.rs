@@ -439,7 +439,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::new(opts);
+    let mut crawler = Crawler::with_threads(opts, super::residency_cmd::threads());
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
@@ -463,7 +463,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
     let totals = crawler.totals();
 
     if f.lock || f.lockall {
-        let (kept, _pages) = crawler.into_worker().into_kept();
+        let (kept, _pages) = crawler.into_kept();
         if f.lockall {
             if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
@@ -556,7 +556,7 @@ fn crawl_all(
     for p in operands {
         crawler.crawl(Path::new(p), sink)?;
     }
-    Ok(())
+    crawler.finish(sink)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the

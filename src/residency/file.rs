@@ -72,8 +72,16 @@ impl FileWorker {
     }
 
     /// The mappings kept (locked, or waiting for `mlockall`) and their pages.
-    pub fn into_kept(self) -> (Vec<Mapping>, u64) {
-        (self.kept, self.kept_pages)
+    pub fn into_kept(mut self) -> (Vec<Mapping>, u64) {
+        self.take_kept()
+    }
+
+    /// Takes the mappings kept so far, leaving none.
+    pub fn take_kept(&mut self) -> (Vec<Mapping>, u64) {
+        (
+            std::mem::take(&mut self.kept),
+            std::mem::take(&mut self.kept_pages),
+        )
     }
 
     /// Processes one regular file or block device.
