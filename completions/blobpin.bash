@@ -65,7 +65,7 @@ _blobpin() {
 
     case "${cmd}" in
         blobpin)
-            opts="-h -V --help --version stat touch evict lock tracker generate help"
+            opts="-V --version --help stat touch evict lock tracker generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

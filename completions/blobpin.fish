@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_blobpin_global_optspecs
-    string join \n h/help V/version
+    string join \n V/version help
 end
 
 function __fish_blobpin_needs_command
@@ -24,8 +24,8 @@ function __fish_blobpin_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c blobpin -n "__fish_blobpin_needs_command" -s h -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_needs_command" -s V -l version -d 'Print version'
+complete -c blobpin -n "__fish_blobpin_needs_command" -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "stat" -d 'Show how much of each file is in the page cache'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "evict" -d 'Drop files from the page cache'

@@ -3,4 +3,7 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod generated;
+mod modern;
+mod parallel;
 mod tracker;

@@ -23,8 +23,10 @@ use crate::exit;
 /// byte for byte: see VMTOUCH MODE below. The subcommands are the modern face of the same
 /// engine.
 #[derive(Debug, Parser)]
-#[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ...")]
+#[command(name = "blobpin", version, propagate_version = true)]
+#[command(
+    after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ..."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -160,9 +162,21 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// The clap command: [`Cli`] with the top level's `-h` removed (vmtouch's `-h` means "count
+/// hard links"; `blobpin --help` still works, and every subcommand keeps `-h`).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd.mut_arg("help", |a| {
+        a.short(None)
+            .help("Print help")
+            .long_help("Print help (-h is vmtouch's hard-link flag at the top level)")
+    })
+}
+
 /// Names that select the modern command line rather than vmtouch mode.
 pub fn subcommand_names() -> Vec<String> {
-    let mut names: Vec<String> = Cli::command()
+    let mut names: Vec<String> = command()
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
@@ -174,7 +188,12 @@ pub fn subcommand_names() -> Vec<String> {
 pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let invoked = argv
         .first()
-        .map(|a| crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).to_vec())
+        .map(|a| {
+            crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(
+                a.as_os_str(),
+            ))
+            .to_vec()
+        })
         .unwrap_or_default();
     if invoked == b"vmtouch" {
         return vmtouch::main(argv);
@@ -182,7 +201,7 @@ pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let first = argv.get(1).and_then(|a| a.to_str());
     match first {
         None => {
-            let _ = Cli::command().print_help();
+            let _ = command().print_help();
             exit::USAGE
         }
         Some(name) if subcommand_names().iter().any(|n| n == name) => modern(argv),
@@ -191,11 +210,18 @@ pub fn dispatch(argv: Vec<OsString>) -> i32 {
 }
 
 fn modern(argv: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(argv) {
+    let parsed = command()
+        .try_get_matches_from(argv)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let result = match cli.command {
@@ -231,14 +257,17 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
     fn every_value_argument_names_its_value() {
         fn check(cmd: &clap::Command) {
             for arg in cmd.get_arguments() {
-                if arg.get_action().takes_values() && arg.get_id() != "help" && arg.get_id() != "version" {
+                if arg.get_action().takes_values()
+                    && arg.get_id() != "help"
+                    && arg.get_id() != "version"
+                {
                     assert!(
                         arg.get_value_names().is_some(),
                         "{} --{} has no value_name",
@@ -251,6 +280,6 @@ mod tests {
                 check(sub);
             }
         }
-        check(&Cli::command());
+        check(&command());
     }
 }
