@@ -502,6 +502,12 @@ struct Head<'a> {
     keep_alive: bool,
 }
 
+/// Parses an HTTP/1.x request head into (method, target, keep-alive); `None` when malformed.
+/// Public for the fuzz target.
+pub fn parse_request_head(head: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    parse_head(head).map(|h| (h.method, h.target, h.keep_alive))
+}
+
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(3);
     buf[start..]
