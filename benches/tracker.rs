@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use blobpin::tracker::config::{OriginMatcher, Topology};
-use blobpin::tracker::protocol::{encode_announce, parse_announce, percent_encode, AnnounceRequest, Event, PeerEntry};
+use blobpin::tracker::protocol::{
+    encode_announce, parse_announce, percent_encode, AnnounceRequest, Event, PeerEntry,
+};
 use blobpin::tracker::swarm::{SplitMix64, SwarmSettings, Swarms, Tier};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
@@ -38,13 +40,24 @@ fn swarm_with(topology: Option<Topology>, peers: u32) -> Swarms {
         default_numwant: 50,
         max_numwant: 200,
         topology: topology.map(Arc::new),
-        origin: OriginMatcher { addrs: vec![(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)), None)], peer_id_prefix: None },
+        origin: OriginMatcher {
+            addrs: vec![(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)), None)],
+            peer_id_prefix: None,
+        },
     });
     let mut rng = SplitMix64(1);
     let mut out = Vec::new();
-    s.announce(&req(u32::MAX, 0), SocketAddr::from(([10, 9, 9, 9], 1)), 0, &mut rng, &mut out).unwrap();
+    s.announce(
+        &req(u32::MAX, 0),
+        SocketAddr::from(([10, 9, 9, 9], 1)),
+        0,
+        &mut rng,
+        &mut out,
+    )
+    .unwrap();
     for n in 0..peers {
-        s.announce(&req(n, 1000), addr(n), 0, &mut rng, &mut out).unwrap();
+        s.announce(&req(n, 1000), addr(n), 0, &mut rng, &mut out)
+            .unwrap();
     }
     s
 }
@@ -69,22 +82,48 @@ fn req(n: u32, left: u64) -> AnnounceRequest {
 }
 
 fn addr(n: u32) -> SocketAddr {
-    SocketAddr::from(([10, ((n / 4) % 2) as u8, (n % 4) as u8, (n / 8 % 250) as u8 + 1], 6881))
+    SocketAddr::from((
+        [
+            10,
+            ((n / 4) % 2) as u8,
+            (n % 4) as u8,
+            (n / 8 % 250) as u8 + 1,
+        ],
+        6881,
+    ))
 }
 
 fn benches(c: &mut Criterion) {
     let q = query();
-    c.bench_function("parse_announce", |b| b.iter(|| parse_announce(black_box(q.as_bytes()), None).unwrap()));
-    let peers: Vec<PeerEntry> =
-        (0..50).map(|n| PeerEntry { addr: addr(n), peer_id: req(n, 0).peer_id }).collect();
+    c.bench_function("parse_announce", |b| {
+        b.iter(|| parse_announce(black_box(q.as_bytes()), None).unwrap())
+    });
+    let peers: Vec<PeerEntry> = (0..50)
+        .map(|n| PeerEntry {
+            addr: addr(n),
+            peer_id: req(n, 0).peer_id,
+        })
+        .collect();
     let mut out = Vec::with_capacity(512);
     c.bench_function("encode_announce_50_peers", |b| {
         b.iter(|| {
             out.clear();
-            encode_announce(&mut out, 15, 5, Default::default(), black_box(&peers), true, false);
+            encode_announce(
+                &mut out,
+                15,
+                5,
+                Default::default(),
+                black_box(&peers),
+                true,
+                false,
+            );
         })
     });
-    for (name, topo) in [("random", None), ("ordered", Some(topology(false))), ("overlay", Some(topology(true)))] {
+    for (name, topo) in [
+        ("random", None),
+        ("ordered", Some(topology(false))),
+        ("overlay", Some(topology(true))),
+    ] {
         let mut s = swarm_with(topo, 1000);
         let mut rng = SplitMix64(2);
         let mut out: Vec<(PeerEntry, Tier)> = Vec::new();
@@ -92,7 +131,8 @@ fn benches(c: &mut Criterion) {
         c.bench_function(&format!("reannounce_1000_peers_{name}"), |b| {
             b.iter(|| {
                 n = (n + 1) % 1000;
-                s.announce(&req(n, 1000), addr(n), 1, &mut rng, &mut out).unwrap();
+                s.announce(&req(n, 1000), addr(n), 1, &mut rng, &mut out)
+                    .unwrap();
                 black_box(out.len())
             })
         });

@@ -72,7 +72,9 @@ fn info_hash(s: usize) -> [u8; 20] {
     let mut h = [0u8; 20];
     let mut x = (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xB10B;
     for chunk in h.chunks_mut(8) {
-        x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9).wrapping_add(1);
+        x = (x ^ (x >> 31))
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            .wrapping_add(1);
         chunk.copy_from_slice(&x.to_be_bytes()[..chunk.len()]);
     }
     h
@@ -80,7 +82,12 @@ fn info_hash(s: usize) -> [u8; 20] {
 
 /// Source address of connection `c`: 127.0.1.1 .. in racks of 64 hosts.
 fn source(c: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (c / 64 % 4) as u8, 1 + (c % 64) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        1 + (c / 64 % 4) as u8,
+        1 + (c % 64) as u8,
+    ))
 }
 
 fn requests(o: &Opts, c: usize) -> Vec<Vec<u8>> {
@@ -130,10 +137,14 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
             let len: usize = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
                 .unwrap_or(0);
             if buf.len() >= end + len {
-                let ok = head.starts_with("http/1.1 200") && !buf[end..end + len].starts_with(b"d14:failure reason");
+                let ok = head.starts_with("http/1.1 200")
+                    && !buf[end..end + len].starts_with(b"d14:failure reason");
                 buf.drain(..end + len);
                 return Ok(Some(ok));
             }
@@ -146,7 +157,13 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
     }
 }
 
-async fn worker(c: usize, o: Arc<Opts>, reqs: Vec<Vec<u8>>, counts: Arc<Counts>, deadline: Instant) {
+async fn worker(
+    c: usize,
+    o: Arc<Opts>,
+    reqs: Vec<Vec<u8>>,
+    counts: Arc<Counts>,
+    deadline: Instant,
+) {
     let target = o.target.unwrap();
     let src = source(c);
     let mut buf = Vec::new();
@@ -198,7 +215,11 @@ fn main() {
         return;
     }
     let o = Arc::new(o);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(o.threads).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(o.threads)
+        .enable_all()
+        .build()
+        .unwrap();
     let counts = Arc::new(Counts::default());
     // Warm-up: every peer announces once, so the measured phase is steady-state re-announces.
     let warm_deadline = Instant::now() + Duration::from_secs(60);
@@ -231,7 +252,13 @@ fn main() {
     rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..o.connections {
-            tasks.push(tokio::spawn(worker(c, o.clone(), requests(&o, c), counts.clone(), deadline)));
+            tasks.push(tokio::spawn(worker(
+                c,
+                o.clone(),
+                requests(&o, c),
+                counts.clone(),
+                deadline,
+            )));
         }
         for t in tasks {
             let _ = t.await;

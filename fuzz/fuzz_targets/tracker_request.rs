@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use blobpin::tracker::config::{OriginMatcher, Topology};
-use blobpin::tracker::protocol::{encode_announce, parse_announce, parse_scrape, split_target, PeerEntry};
+use blobpin::tracker::protocol::{
+    encode_announce, parse_announce, parse_scrape, split_target, PeerEntry,
+};
 use blobpin::tracker::server::parse_request_head;
 use blobpin::tracker::swarm::{SplitMix64, SwarmSettings, Swarms};
 use libfuzzer_sys::fuzz_target;
@@ -37,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
     let (_path, query) = split_target(target);
     let _ = parse_scrape(query);
     let _ = parse_announce(query, Some(b"secret"));
-    let Ok(req) = parse_announce(query, None) else { return };
+    let Ok(req) = parse_announce(query, None) else {
+        return;
+    };
     let mut swarms = Swarms::new(SwarmSettings {
         expiry_ms: 30_000,
         max_swarms: 4,
@@ -50,12 +54,17 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = SplitMix64(data.len() as u64);
     let mut out = Vec::new();
     // The same request from a few places and times, so joins, repairs and expiry all run.
-    for (i, from) in ["127.0.1.1", "127.0.2.1", "127.0.1.2", "10.0.0.1", "[::1]"].iter().enumerate() {
+    for (i, from) in ["127.0.1.1", "127.0.2.1", "127.0.1.2", "10.0.0.1", "[::1]"]
+        .iter()
+        .enumerate()
+    {
         let ip = from.trim_matches(|c| c == '[' || c == ']').parse().unwrap();
         let mut r = req.clone();
         r.peer_id[0] ^= i as u8;
         let now = i as u64 * 20_000;
-        if let Ok(counts) = swarms.announce(&r, SocketAddr::new(ip, r.port), now, &mut rng, &mut out) {
+        if let Ok(counts) =
+            swarms.announce(&r, SocketAddr::new(ip, r.port), now, &mut rng, &mut out)
+        {
             assert!(out.len() <= 8, "answer above max_numwant");
             let peers: Vec<PeerEntry> = out.iter().map(|p| p.0).collect();
             let mut body = Vec::new();
