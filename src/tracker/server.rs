@@ -338,9 +338,15 @@ impl Tracker {
             .iter()
             .map(|l| l.local_addr())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        // One thread: a current-thread runtime driven by the server thread itself (no
+        // cross-thread wake-ups); otherwise a work-stealing runtime.
+        let mut rt = if config.threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
         rt.enable_all().thread_name("tracker");
-        if config.threads > 0 {
+        if config.threads > 1 {
             rt.worker_threads(config.threads);
         }
         let rt = rt.build().context("starting the tracker runtime")?;
@@ -469,6 +475,8 @@ async fn serve(
     }
 }
 
+/// Accepts connections on one listener; each becomes a task running [`connection`], at
+/// most `max_connections` at once.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -480,7 +488,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
                 let sh = shared.clone();
                 tokio::spawn(async move {
                     sh.metrics.connections.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = connection(stream, src, &sh).await {
+                    let conn = Conn::new(src, &sh);
+                    if let Err(e) = connection(stream, conn, &sh).await {
                         tracing::trace!(%src, error = %e, "connection ended");
                     }
                     sh.metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -571,26 +580,46 @@ impl std::fmt::Write for Fmt<'_> {
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+/// One client connection's buffers and state, between reads.
+struct Conn {
     src: SocketAddr,
-    shared: &Shared,
-) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
-    let mut body: Vec<u8> = Vec::with_capacity(512);
-    let mut peers = Vec::new();
-    let mut rng = SplitMix64(shared.now() ^ (u64::from(src.port()) << 32) ^ 0x5EED);
-    let mut scanned = 0;
-    loop {
-        // Answer every complete request in the buffer (pipelining), then write once.
-        let mut close = false;
-        while let Some(end) = find_head_end(&buf, scanned) {
-            body.clear();
-            let (status, ctype, keep) = match parse_head(&buf[..end]) {
+    /// Bytes received and not yet answered.
+    buf: Vec<u8>,
+    /// Answers not yet written.
+    out: Vec<u8>,
+    body: Vec<u8>,
+    peers: Vec<(PeerEntry, Tier)>,
+    rng: SplitMix64,
+    /// How far `buf` was searched for the end of a head.
+    scanned: usize,
+    /// The last answer asked to close the connection.
+    close: bool,
+}
+
+impl Conn {
+    fn new(src: SocketAddr, shared: &Shared) -> Conn {
+        Conn {
+            src,
+            buf: Vec::with_capacity(1024),
+            out: Vec::with_capacity(512),
+            body: Vec::new(),
+            peers: Vec::new(),
+            rng: SplitMix64(shared.now() ^ (u64::from(src.port()) << 32) ^ 0x5EED),
+            scanned: 0,
+            close: false,
+        }
+    }
+
+    /// Answers every complete request in `buf` (pipelining) into `out`; stops after one that
+    /// closes the connection, or with a failure when the pending head exceeds the bound.
+    fn process(&mut self, shared: &Shared) {
+        while let Some(end) = find_head_end(&self.buf, self.scanned) {
+            self.body.clear();
+            let body = &mut self.body;
+            let (status, ctype, keep) = match parse_head(&self.buf[..end]) {
                 None => {
                     shared.count_error(&RequestError::BadHttp);
-                    encode_failure(&mut body, &RequestError::BadHttp.to_string());
+                    encode_failure(body, &RequestError::BadHttp.to_string());
                     ("400 Bad Request", "text/plain", false)
                 }
                 Some(head) if head.method != b"GET" => {
@@ -601,11 +630,11 @@ async fn connection(
                     let (path, query) = protocol::split_target(head.target);
                     let status = match path {
                         b"/announce" => {
-                            shared.announce(query, src, &mut rng, &mut peers, &mut body);
+                            shared.announce(query, self.src, &mut self.rng, &mut self.peers, body);
                             "200 OK"
                         }
                         b"/scrape" => {
-                            shared.scrape(query, &mut body);
+                            shared.scrape(query, body);
                             "200 OK"
                         }
                         b"/metrics" => {
@@ -629,48 +658,55 @@ async fn connection(
                     (status, ctype, head.keep_alive)
                 }
             };
-            respond(&mut out, status, ctype, &body, keep);
-            buf.drain(..end);
-            scanned = 0;
+            respond(&mut self.out, status, ctype, &self.body, keep);
+            self.buf.drain(..end);
+            self.scanned = 0;
             if !keep {
-                close = true;
-                break;
+                self.close = true;
+                return;
             }
         }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
-        if close {
-            let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        if buf.len() >= MAX_REQUEST {
+        if self.buf.len() >= MAX_REQUEST {
             shared.count_error(&RequestError::TooLarge);
-            body.clear();
-            encode_failure(&mut body, &RequestError::TooLarge.to_string());
+            self.body.clear();
+            encode_failure(&mut self.body, &RequestError::TooLarge.to_string());
             respond(
-                &mut out,
+                &mut self.out,
                 "431 Request Header Fields Too Large",
                 "text/plain",
-                &body,
+                &self.body,
                 false,
             );
-            stream.write_all(&out).await?;
-            let _ = stream.shutdown().await;
+            self.close = true;
+            return;
+        }
+        self.scanned = self.buf.len();
+    }
+}
+
+async fn connection(mut stream: TcpStream, mut conn: Conn, shared: &Shared) -> std::io::Result<()> {
+    loop {
+        if !conn.out.is_empty() {
+            stream.write_all(&conn.out).await?;
+            conn.out.clear();
+        }
+        if conn.close {
+            // When everything the client sent was read, a plain close sends FIN after the
+            // answer; unread bytes would turn the close into a reset, so those get a shutdown.
+            if !conn.buf.is_empty() {
+                let _ = stream.shutdown().await;
+            }
             return Ok(());
         }
-        scanned = buf.len();
-        let mut chunk = [0u8; 4096];
-        let want = (MAX_REQUEST - buf.len()).min(chunk.len());
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut chunk[..want])).await {
+        conn.buf.reserve(1024.min(MAX_REQUEST - conn.buf.len()));
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut conn.buf)).await {
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
         if n == 0 {
             return Ok(());
         }
-        buf.extend_from_slice(&chunk[..n]);
+        conn.process(shared);
     }
 }
 

@@ -66,7 +66,8 @@
 //! therefore never starved by one that started first (Kraken issue #244).
 //!
 //! Costs: re-announces are O(1) hash lookups; choosing a parent or backup scans the swarm
-//! (O(peers)), which happens on joins and repairs only.
+//! (O(peers)), which happens on joins and repairs; a search that found nothing better (no
+//! backup, no less loaded parent) is retried no sooner than a sixth of the expiry later.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -187,6 +188,8 @@ pub struct Peer {
     /// Depth when last attached (a tie-breaker, not kept exact after repairs).
     pub depth: u32,
     completed_counted: bool,
+    /// Before this time, no new search for a backup or a less loaded parent (one failed).
+    retry_at: u64,
 }
 
 impl Peer {
@@ -601,22 +604,33 @@ impl Swarm {
         }
         // A parent above its fan-out (after a repair moved children onto it) sheds the
         // children that announce while it is over, when a spare parent exists elsewhere.
+        // Searches scan the swarm: after a failed one, the next waits RETRY (a sixth of the
+        // expiry), so a peer with no better option costs O(1) per announce.
+        let retry = (expiry / 6).max(1);
+        let may_search = now >= self.peers[x].retry_at;
         if let Some(&pi) = self.peers[x]
             .parent
             .as_ref()
             .and_then(|p| self.index.get(p))
         {
             let par = &self.peers[pi];
-            if !par.origin && par.children as usize > o.fanout {
+            if may_search && !par.origin && par.children as usize > o.fanout {
+                let old = par.id;
                 self.unlink(x);
                 self.choose_parent(x, o, now, expiry);
+                if self.peers[x].parent == Some(old) {
+                    self.peers[x].retry_at = now + retry;
+                }
             }
         }
         if self.peers[x].parent.is_none() {
             self.choose_parent(x, o, now, expiry);
         }
-        if self.peers[x].parent.is_some() && self.peers[x].backup.is_none() {
+        if self.peers[x].parent.is_some() && self.peers[x].backup.is_none() && may_search {
             self.choose_backup(x, now, expiry);
+            if self.peers[x].backup.is_none() {
+                self.peers[x].retry_at = now + retry;
+            }
         }
     }
 
@@ -808,6 +822,7 @@ impl Swarms {
                     children: 0,
                     depth: 0,
                     completed_counted: false,
+                    retry_at: 0,
                 });
                 sw.index.insert(req.peer_id, sw.peers.len() - 1);
                 if req.left == 0 {
