@@ -451,3 +451,28 @@ fn shutdown_closes_the_listener() {
         "still listening after shutdown"
     );
 }
+
+#[test]
+fn several_listen_addresses_serve_the_same_swarms() {
+    let mut c = config();
+    c.listen = vec![
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        "[::1]:0".parse().unwrap(),
+    ];
+    let t = Tracker::bind(c).unwrap();
+    let addrs = t.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert!(addrs.iter().all(|a| a.port() != 0));
+    let ih = [4u8; 20];
+    let v6: IpAddr = "::1".parse().unwrap();
+    // A peer announced over IPv4 is seen by a peer announcing over IPv6, and back.
+    let q = announce_query(&ih, &peer_id(1), 6001, 5, "");
+    assert_eq!(get_from(LO, addrs[0], &q).status, 200);
+    let a = bdecode(&get_from(v6, addrs[1], &announce_query(&ih, &peer_id(2), 6002, 5, "")).body);
+    assert_eq!(
+        compact_peers(&a),
+        [SocketAddr::from(([127, 0, 0, 1], 6001))]
+    );
+    let a = bdecode(&get_from(LO, addrs[0], &q).body);
+    assert_eq!(a.get("peers6").map(|p| p.bytes().len()), Some(18));
+}
