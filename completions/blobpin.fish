@@ -87,7 +87,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l count-hardlinks
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s h -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l listen -d 'Address to listen on (repeat for several; port 0 picks a free port, printed at start)' -r
-complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l topology -d 'Topology file (TOML: [[dc]] with [[dc.rack]] name and cidrs, optional [overlay])' -r -F
+complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l topology -d 'Topology file: TOML with `[[dc]]` tables, each with `[[dc.rack]]` tables (name, cidrs), and an optional `[overlay]` table' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l key -d 'Shared secret: every announce must carry key=SECRET' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l allow -d 'Only track the info-hashes listed in FILE (40 hex digits a line); re-read on SIGHUP' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l interval -d 'Announce interval sent to clients, in seconds; peers silent for two intervals expire' -r

@@ -112,7 +112,8 @@ pub struct TrackerArgs {
     /// Address to listen on (repeat for several; port 0 picks a free port, printed at start).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6969")]
     pub listen: Vec<std::net::SocketAddr>,
-    /// Topology file (TOML: [[dc]] with [[dc.rack]] name and cidrs, optional [overlay]).
+    /// Topology file: TOML with `[[dc]]` tables, each with `[[dc.rack]]` tables (name, cidrs),
+    /// and an optional `[overlay]` table.
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
     /// Shared secret: every announce must carry key=SECRET.

@@ -1,6 +1,6 @@
 //! The tracker's sockets: a small HTTP/1.1 server on tokio that routes `/announce`,
-//! `/scrape`, `/metrics` and `/healthz` to the pure [`protocol`](super::protocol) and
-//! [`swarm`](super::swarm) code. Everything here is I/O, locking and counting.
+//! `/scrape`, `/metrics` and `/healthz` to the pure [`super::protocol`] and
+//! [`super::swarm`] code. Everything here is I/O, locking and counting.
 //!
 //! HTTP: `GET` only; the request head is bounded to [`MAX_REQUEST`] bytes (larger heads get a
 //! failure and the connection is closed); the body, if any, is ignored; keep-alive follows
