@@ -14,7 +14,10 @@
 //! librqbit 9.1 fetches pieces in file order and never chokes: hosts handed random peers all
 //! want the same next piece and end up pulling from the origin; a host that connects holding
 //! zero pieces is never sent a HAVE. What works is each host being fed by exactly one parent
-//! that is *ahead* of it: an in-order picker then pipelines just behind its parent.
+//! that is *ahead* of it: an in-order picker then pipelines just behind its parent. Hosts
+//! that start together report the same `left`, so the earlier joiner counts as ahead; each
+//! host should therefore hold one valid piece before it announces (the primer of
+//! reference/librqbit-pipelining.md), or a partial parent never sends it HAVEs.
 //!
 //! # Terms
 //! - *origin*: a peer the [`OriginMatcher`] recognises; the roots of the forest.
@@ -47,8 +50,8 @@
 //! # Backup parent
 //! Every downloading host also gets a backup: a peer ahead of it and not in its subtree, in
 //! its rack, else in its DC, else another origin, else a remote peer; peers that share its
-//! parent come last (they would fail together), its grandparent first. Answers list parent and backup, so the
-//! client is connected to both and a dead parent costs seconds.
+//! parent come last (they would fail together), its grandparent first. Answers list parent
+//! and backup, so the client is connected to both and a dead parent costs seconds.
 //!
 //! # Repair
 //! A peer that sends `stopped`, or is silent for two intervals (checked lazily when a
@@ -65,9 +68,11 @@
 //! origin-fed host is moved under another host of its own DC. A DC that starts later is
 //! therefore never starved by one that started first (Kraken issue #244).
 //!
-//! Costs: re-announces are O(1) hash lookups; choosing a parent or backup scans the swarm
-//! (O(peers)), which happens on joins and repairs; a search that found nothing better (no
-//! backup, no less loaded parent) is retried no sooner than a sixth of the expiry later.
+//! Costs: in random and overlay modes a re-announce is O(1) hash lookups plus O(numwant);
+//! the tier-ordered mode buckets the whole swarm, O(peers). In the overlay, choosing a parent
+//! or backup scans the swarm (O(peers)), which happens on joins and repairs; a search that
+//! found nothing better (no backup, no less loaded parent) is retried no sooner than a sixth
+//! of the expiry later.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
