@@ -751,3 +751,49 @@ fn simulation_two_dcs_four_racks_twenty_five_hosts() {
         .collect();
     panic!("hosts never completed: {stuck:?}");
 }
+
+#[test]
+fn origin_is_recognised_by_address_prefix_or_initial_seed() {
+    let a: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let pid = *b"-BPO001-000000000000";
+    // Unconfigured: a peer whose first announce has left=0 seeds from the start.
+    let none = OriginMatcher::default();
+    assert!(none.is_origin(a, &pid, 0));
+    assert!(!none.is_origin(a, &pid, 5));
+    // By address (with and without port) or by peer id prefix; then left does not matter.
+    let by_addr = OriginMatcher {
+        addrs: vec![OriginMatcher::parse_addr("127.0.0.1:7000").unwrap()],
+        peer_id_prefix: None,
+    };
+    assert!(by_addr.is_origin(a, &pid, 5));
+    assert!(!by_addr.is_origin("127.0.0.1:7001".parse().unwrap(), &pid, 0));
+    let by_ip = OriginMatcher {
+        addrs: vec![OriginMatcher::parse_addr("127.0.0.1").unwrap()],
+        peer_id_prefix: None,
+    };
+    assert!(by_ip.is_origin("[::ffff:127.0.0.1]:9".parse().unwrap(), &pid, 5));
+    let by_prefix = OriginMatcher {
+        addrs: vec![],
+        peer_id_prefix: Some(b"-BPO".to_vec()),
+    };
+    assert!(by_prefix.is_origin(a, &pid, 5));
+    assert!(!by_prefix.is_origin(a, b"-rQ9100-000000000000", 0));
+    assert!(OriginMatcher::parse_addr("origin.example").is_err());
+    // In a swarm: a host that completes later is a seed, not an origin, and keeps no parent.
+    let mut s = settings(Some(topology(1, 1, "")));
+    s.origin = OriginMatcher::default();
+    let mut sim = Sim {
+        swarms: Swarms::new(s),
+        rng: SplitMix64(3),
+        now: 0,
+    };
+    let seed = host(1, 0, 0, 0);
+    let h = host(1, 0, 0, 1);
+    sim.ann(seed, 0);
+    sim.ann(h, 10);
+    assert!(sim.peer(seed).origin && !sim.peer(h).origin);
+    assert_eq!(sim.parent_of(h).unwrap().addr.ip(), seed);
+    sim.try_ann(h, 0, Event::Completed, None).unwrap();
+    assert!(!sim.peer(h).origin && sim.peer(h).parent.is_none());
+    assert_eq!(sim.swarm().counts().complete, 2);
+}
