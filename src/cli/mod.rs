@@ -24,7 +24,9 @@ use crate::exit;
 /// engine.
 #[derive(Debug, Parser)]
 #[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ...")]
+#[command(
+    after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ..."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,14 +41,30 @@ pub enum Command {
     /// Drop files from the page cache.
     Evict(ResidencyArgs),
     /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
+    ///
+    /// Checks first that the lock can work (memlock limit, CAP_IPC_LOCK, vm.max_map_count,
+    /// memory cgroup, MemAvailable, --max-lock) and refuses with a diagnosis when it cannot;
+    /// raises the soft memlock limit to the hard one when that is enough. Runs in the
+    /// foreground (for systemd: readiness is sent to $NOTIFY_SOCKET once everything is
+    /// locked), or with --daemon in the background. SIGTERM and SIGINT release the locks,
+    /// remove the pidfile and exit 0; SIGHUP re-scans the paths and locks files that were
+    /// replaced or grew.
     Lock(LockArgs),
+    /// Tell whether locking will work here, and if not, why and what exactly to change.
+    ///
+    /// Checks the memlock limits (bytes; limits.conf values are KiB), CAP_IPC_LOCK (also in
+    /// user namespaces), limits.conf/limits.d as pam_limits evaluates them, pam_limits in the
+    /// login PAM stacks, a systemd unit's LimitMEMLOCK=/AmbientCapabilities=, containers,
+    /// the memory cgroup, MemAvailable and vm.max_map_count. Exit status: 0 it will work,
+    /// 1 it will not (or, with --strict, a warning-level risk), 2 usage.
+    Doctor(DoctorArgs),
     /// Write the man pages and shell completions (for packaging and the checked-in copies).
     #[command(hide = true)]
     Generate(GenerateArgs),
 }
 
 /// Options shared by stat, touch, evict and lock.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ResidencyArgs {
     /// Files or directories (directories are crawled recursively).
     #[arg(value_name = "PATH", required = true)]
@@ -94,6 +112,45 @@ pub struct LockArgs {
     /// Write the process id to FILE once everything is locked; removed on exit.
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Detach into the background; the command returns once everything is locked (exit 0)
+    /// or locking failed (exit 1).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Refuse to lock more than SIZE in total (e.g. 20G); checked before locking anything.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
+    /// Skip the preflight checks and call mlock right away.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+/// Options of `blobpin doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Files or directories that are to be locked (their size is measured).
+    #[arg(value_name = "PATH", conflicts_with = "size")]
+    pub paths: Vec<PathBuf>,
+    /// Bytes to lock (sizes as 64M, 1.5G), instead of measuring PATHs.
+    #[arg(long, value_name = "BYTES")]
+    pub size: Option<String>,
+    /// Evaluate limits.conf for this user (name or uid) as a new login session would get them.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Check the systemd service that will run blobpin (LimitMEMLOCK=, AmbientCapabilities=).
+    #[arg(long, value_name = "NAME.service")]
+    pub unit: Option<String>,
+    /// Read /etc, /proc and /sys from DIR instead of the running system (an image, a fixture).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+    /// Print every finding as JSON (schema blobpin.doctor/1): id, severity, evidence, fix.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 on warning-level risks too.
+    #[arg(long)]
+    pub strict: bool,
+    /// The --max-lock that `blobpin lock` will be given.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
 }
 
 /// Options of the hidden `blobpin generate`.
@@ -118,7 +175,12 @@ pub fn subcommand_names() -> Vec<String> {
 pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let invoked = argv
         .first()
-        .map(|a| crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).to_vec())
+        .map(|a| {
+            crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(
+                a.as_os_str(),
+            ))
+            .to_vec()
+        })
         .unwrap_or_default();
     if invoked == b"vmtouch" {
         return vmtouch::main(argv);
@@ -139,14 +201,19 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let result = match cli.command {
         Command::Stat(a) => residency_cmd::run(crate::residency::Op::Stat, &a, None),
         Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
         Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
-        Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
+        Command::Lock(a) => residency_cmd::lock(&a),
+        Command::Doctor(a) => doctor_cmd(&a),
         Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
     };
     match result {
@@ -154,6 +221,36 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Err(e) => {
             eprintln!("blobpin: {e:#}");
             exit::FATAL
+        }
+    }
+}
+
+fn doctor_cmd(a: &DoctorArgs) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let size = |s: &Option<String>, flag: &str| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|v| {
+                crate::residency::range::parse_size(v)
+                    .with_context(|| format!("invalid {flag} {v:?}"))
+            })
+            .transpose()
+    };
+    let opts = crate::doctor::DoctorOptions {
+        size: size(&a.size, "--size")?,
+        paths: a.paths.clone(),
+        residency: None,
+        user: a.user.clone(),
+        unit: a.unit.clone(),
+        sysroot: a.sysroot.clone(),
+        json: a.json,
+        strict: a.strict,
+        max_lock: size(&a.max_lock, "--max-lock")?,
+    };
+    match crate::doctor::command(&opts) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!("blobpin: {e:#}");
+            Ok(exit::USAGE)
         }
     }
 }
@@ -171,7 +268,10 @@ mod tests {
     fn every_value_argument_names_its_value() {
         fn check(cmd: &clap::Command) {
             for arg in cmd.get_arguments() {
-                if arg.get_action().takes_values() && arg.get_id() != "help" && arg.get_id() != "version" {
+                if arg.get_action().takes_values()
+                    && arg.get_id() != "help"
+                    && arg.get_id() != "version"
+                {
                     assert!(
                         arg.get_value_names().is_some(),
                         "{} --{} has no value_name",
