@@ -3,3 +3,4 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod doctor;

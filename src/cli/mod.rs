@@ -225,6 +225,7 @@ fn modern(argv: Vec<OsString>) -> i32 {
     }
 }
 
+/// `blobpin doctor`: bad sizes, an unknown user or a missing sysroot are usage errors (2).
 fn doctor_cmd(a: &DoctorArgs) -> anyhow::Result<i32> {
     use anyhow::Context as _;
     let size = |s: &Option<String>, flag: &str| -> anyhow::Result<Option<u64>> {
@@ -235,18 +236,21 @@ fn doctor_cmd(a: &DoctorArgs) -> anyhow::Result<i32> {
             })
             .transpose()
     };
-    let opts = crate::doctor::DoctorOptions {
-        size: size(&a.size, "--size")?,
-        paths: a.paths.clone(),
-        residency: None,
-        user: a.user.clone(),
-        unit: a.unit.clone(),
-        sysroot: a.sysroot.clone(),
-        json: a.json,
-        strict: a.strict,
-        max_lock: size(&a.max_lock, "--max-lock")?,
-    };
-    match crate::doctor::command(&opts) {
+    let result = (|| {
+        let opts = crate::doctor::DoctorOptions {
+            size: size(&a.size, "--size")?,
+            paths: a.paths.clone(),
+            residency: None,
+            user: a.user.clone(),
+            unit: a.unit.clone(),
+            sysroot: a.sysroot.clone(),
+            json: a.json,
+            strict: a.strict,
+            max_lock: size(&a.max_lock, "--max-lock")?,
+        };
+        crate::doctor::command(&opts)
+    })();
+    match result {
         Ok(c) => Ok(c),
         Err(e) => {
             eprintln!("blobpin: {e:#}");

@@ -700,7 +700,7 @@ pub fn run(inp: &Input) -> Vec<Finding> {
             }
         }
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 

@@ -386,10 +386,10 @@ pub fn evaluate_texts(files: &[(PathBuf, String)], user: &UserInfo, debian: bool
                 written: value.to_string(),
             };
             let conf = Configured { bytes, source: src };
-            if soft && ev.soft.as_ref().is_none_or(|c| c.source.rank >= rank) {
+            if soft && !ev.soft.as_ref().is_some_and(|c| c.source.rank < rank) {
                 ev.soft = Some(conf.clone());
             }
-            if hard && ev.hard.as_ref().is_none_or(|c| c.source.rank >= rank) {
+            if hard && !ev.hard.as_ref().is_some_and(|c| c.source.rank < rank) {
                 ev.hard = Some(conf);
             }
         }

@@ -79,7 +79,7 @@ pub fn measure(opts: &Options, paths: &[PathBuf]) -> (Request, Vec<FileReport>, 
     }
     for p in paths {
         if nix::sys::statfs::statfs(p.as_path())
-            .is_ok_and(|s| s.filesystem_type().0 as i64 == 0x0102_1994)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
         {
             req.tmpfs.push(p.clone());
         }
