@@ -985,3 +985,42 @@ fn strict_and_usage_exit_codes() {
     assert_eq!(bad(&["doctor", "--size", "1M", "somefile"]), Some(2));
     assert_eq!(bad(&["doctor", "--bogus"]), Some(2));
 }
+
+#[test]
+fn live_system_measures_paths() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root with CAP_IPC_LOCK (CI runs as root)"
+    );
+    let s = Scratch::new("doctor-live");
+    s.file("d/a", 3 << 20);
+    s.file("d/b", 5000);
+    let r = run(&s.dir, ["doctor", "--json", "d"]);
+    assert_eq!(r.code, Some(0), "{}", r.err());
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["request"]["files"].as_u64(), Some(2));
+    assert_eq!(v["request"]["bytes"].as_u64(), Some((3 << 20) + 8192));
+    assert_eq!(v["context"]["kind"], "process");
+    assert!(ids(&v).contains(&"cap-ipc-lock".to_string()));
+    // The same request without CAP_IPC_LOCK and with the limit lowered to 1 MiB.
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--memlock=1048576:1048576",
+            "setpriv",
+            "--inh-caps=-ipc_lock",
+            "--bounding-set=-ipc_lock",
+            "--",
+        ])
+        .arg(crate::common::blobpin())
+        .args(["doctor", "d"])
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[error] memlock-hard-too-low")
+            && text.contains("1048576 bytes (1024 KiB, 1.0 MiB)"),
+        "{text}"
+    );
+}

@@ -57,11 +57,33 @@ pub enum Command {
     /// login PAM stacks, a systemd unit's LimitMEMLOCK=/AmbientCapabilities=, containers,
     /// the memory cgroup, MemAvailable and vm.max_map_count. Exit status: 0 it will work,
     /// 1 it will not (or, with --strict, a warning-level risk), 2 usage.
+    #[command(after_long_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
     /// Write the man pages and shell completions (for packaging and the checked-in copies).
     #[command(hide = true)]
     Generate(GenerateArgs),
 }
+
+/// The end of `blobpin doctor --help`: units, contexts and the finding ids.
+const DOCTOR_AFTER_HELP: &str = "\
+Units: RLIMIT_MEMLOCK, /proc/PID/limits, prlimit and docker --ulimit are in bytes; ulimit -l and \
+limits.conf are in KiB (no suffixes: 64m is 64 KiB); systemd LimitMEMLOCK= is bytes with \
+K/M/G/T suffixes (base 1024). Every limit is printed in bytes and KiB.
+
+Context: without --user or --unit, the running process (its limits, capabilities, container, \
+systemd service); --user NAME: a new login session of NAME (limits.conf through pam_limits); \
+--unit NAME.service: that systemd service.
+
+Finding ids (JSON schema blobpin.doctor/1, field findings[].id): memlock-ok, \
+memlock-soft-raisable, memlock-hard-too-low, memlock-zero, cap-ipc-lock, cap-ipc-lock-userns, \
+no-new-privs, cap-bounding-set, binary-nosuid, no-cap-sys-resource, max-lock, max-lock-unset, \
+limits-predicted, limits-mismatch, limits-file-ignored, limits-file-unreadable, \
+limits-unit-suffix, limits-invalid-line, limits-percent-ignored, limits-root-wildcard, \
+limits-no-limits-entry, limits-soft-above-hard, pam-limits-missing, pam-limits-conf-option, \
+sshd-usepam-off, unit-not-found, unit-limit-too-low, unit-ok, unit-bounding-set, \
+running-in-service, container, cgroup-limit, cgroup-oom-kill-disable, cgroup-oom-kills, \
+mem-available, max-map-count, rlimit-as, 32-bit, tmpfs, seccomp, lsm-confined, \
+overcommit-strict, kernel-old-default; lock-shortfall is reported by blobpin lock after locking.";
 
 /// Options shared by stat, touch, evict and lock.
 #[derive(Debug, Clone, Args)]

@@ -309,7 +309,7 @@ fn verify(held: &[Held]) -> Option<String> {
         return None;
     }
     Some(format!(
-        "lock shortfall: expected {} locked, VmLck says {}, {} page(s) not resident by mincore",
+        "lock shortfall [lock-shortfall]: expected {} locked, VmLck says {}, {} page(s) not resident by mincore",
         crate::doctor::checks::units(expected),
         vmlck.map_or("unknown".to_string(), crate::doctor::checks::units),
         missing_pages
@@ -379,15 +379,15 @@ fn print_refusal(head: &str, lines: &[String]) {
     eprintln!("{msg}");
 }
 
-/// Measures `paths`, runs the preflight and prints its notes. Returns false (after printing
-/// the diagnosis) when the lock must not be attempted.
+/// Measures `paths`, runs the preflight and prints its notes. Returns None (after printing
+/// the diagnosis) when the lock must not be attempted, else the files measured.
 fn preflight_ok(
     opts: &Options,
     paths: &[PathBuf],
     max_lock: Option<u64>,
     run_checks: bool,
-) -> bool {
-    let (mut req, _, _) = crate::doctor::measure(opts, paths);
+) -> Option<Vec<FileReport>> {
+    let (mut req, reports, _) = crate::doctor::measure(opts, paths);
     req.max_lock = max_lock;
     if !run_checks {
         if let Some(m) = max_lock.filter(|m| req.bytes > *m) {
@@ -399,9 +399,9 @@ fn preflight_ok(
                 ),
                 &[],
             );
-            return false;
+            return None;
         }
-        return true;
+        return Some(reports);
     }
     let pf = crate::doctor::preflight(&req);
     for n in &pf.notes {
@@ -409,9 +409,57 @@ fn preflight_ok(
     }
     if let Some((head, lines)) = pf.refused {
         print_refusal(&head, &lines);
-        return false;
+        return None;
     }
-    true
+    Some(reports)
+}
+
+/// Reads the missing pages of the files to lock into the page cache before the engine locks
+/// them (it then finds them resident and only calls mlock): files in parallel, one thread
+/// per CPU (at most 4), each file front to back with `MADV_POPULATE_READ` in 64 MiB steps.
+/// Errors are ignored: the engine reports them.
+///
+/// Measured on a cold 4 GiB file here (host-cached virtio disk): one sequential populate took
+/// 1.2 s; two threads on interleaved 64 MiB chunks of the same file 2.0-2.4 s; populate after
+/// explicit 32 MiB `readahead(2)` calls 2.2-2.5 s. Both of the slow variants also slowed the
+/// next cold read of the file. So: parallel across files, never within one, no readahead.
+fn prefetch(reports: &[FileReport]) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const STEP_PAGES: u64 = (64 << 20) / 4096;
+    let todo: Vec<&FileReport> = reports
+        .iter()
+        .filter(|r| r.pages > 0 && r.resident_before != Some(r.pages))
+        .collect();
+    if todo.is_empty() {
+        return;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(todo.len());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(r) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let Ok(file) = crate::residency::file::open_noatime(&r.path) else {
+                        continue;
+                    };
+                    let Ok(m) = sys::Mapping::new(&file, r.span.offset, r.span.len) else {
+                        continue;
+                    };
+                    let mut p = 0;
+                    while p < r.pages {
+                        let n = STEP_PAGES.min(r.pages - p);
+                        if m.populate_read(p, n).is_err() {
+                            break;
+                        }
+                        p += n;
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// `blobpin lock`: preflight, lock, verify, then hold the locks in the foreground (or as a
@@ -443,9 +491,10 @@ pub fn lock(la: &LockArgs) -> Result<i32> {
         }
         Ok(code)
     };
-    if !preflight_ok(&opts, &a.paths, max_lock, !la.no_preflight) {
+    let Some(reports) = preflight_ok(&opts, &a.paths, max_lock, !la.no_preflight) else {
         return fail(parent, exit::FATAL);
-    }
+    };
+    prefetch(&reports);
     let (code, crawler, locked) = match execute(Op::Lock, a, opts.clone(), true)? {
         Executed::Fatal(c) => return fail(parent, c),
         Executed::Done {
@@ -551,7 +600,8 @@ fn rescan(
     if !to_lock.is_empty() {
         let already: u64 = held.iter().map(|h| h.mapping.len() as u64).sum();
         let cap = max_lock.map(|m| m.saturating_sub(already));
-        if preflight_ok(opts, &to_lock, cap, checks) {
+        if let Some(reports) = preflight_ok(opts, &to_lock, cap, checks) {
+            prefetch(&reports);
             let mut sub = a.clone();
             sub.paths = to_lock;
             sub.quiet = true;

@@ -5,7 +5,7 @@
 //! Finding ids (stable; `--json` consumers match on them):
 //! `memlock-ok`, `memlock-soft-raisable`, `memlock-hard-too-low`, `memlock-zero`,
 //! `cap-ipc-lock`, `cap-ipc-lock-userns`, `no-new-privs`, `cap-bounding-set`,
-//! `no-cap-sys-resource`, `max-lock`, `max-lock-unset`, `limits-predicted`,
+//! `no-cap-sys-resource`, `binary-nosuid`, `max-lock`, `max-lock-unset`, `limits-predicted`,
 //! `limits-mismatch`, `limits-file-ignored`, `limits-file-unreadable`, `limits-unit-suffix`,
 //! `limits-invalid-line`, `limits-percent-ignored`, `limits-root-wildcard`,
 //! `limits-no-limits-entry`, `limits-soft-above-hard`, `pam-limits-missing`,
@@ -333,6 +333,13 @@ pub fn run(inp: &Input) -> Vec<Finding> {
                 )
                 .ev("/proc/self/status NoNewPrivs: 1")
                 .fix("grant CAP_IPC_LOCK through the service manager or runtime instead of setcap"),
+            );
+        }
+        if f.exe_nosuid == Some(true) {
+            out.push(
+                Finding::new("binary-nosuid", Severity::Warning, "the blobpin binary is on a nosuid mount: `setcap cap_ipc_lock=+ep` on it has no effect")
+                    .ev(std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default())
+                    .fix("install blobpin on a filesystem mounted without nosuid before using setcap"),
             );
         }
         if f.cap_bnd.is_some_and(|b| b & (1 << CAP_IPC_LOCK) == 0) {

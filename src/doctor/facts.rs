@@ -79,6 +79,9 @@ pub struct Facts {
     /// Debian or Ubuntu (`/etc/debian_version`): `*`/`@group` lines skip root.
     pub debian: bool,
     pub pointer_width: u32,
+    /// The running blobpin binary is on a `nosuid` mount (file capabilities are ignored
+    /// there); live only.
+    pub exe_nosuid: Option<bool>,
 }
 
 impl Facts {
@@ -204,6 +207,11 @@ impl Facts {
         f.dockerenv = root.join(".dockerenv").exists();
         f.debian = root.join("etc/debian_version").exists();
         if live {
+            f.exe_nosuid = std::env::current_exe().ok().and_then(|exe| {
+                nix::sys::statvfs::statvfs(&exe)
+                    .ok()
+                    .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+            });
             f.invocation_id = std::env::var_os("INVOCATION_ID").is_some();
             f.kubernetes = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
             if f.kubernetes && f.container.is_none() {
