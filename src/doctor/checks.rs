@@ -303,7 +303,11 @@ pub fn run(inp: &Input) -> Vec<Finding> {
                 ),
             )
             .ev(evidence)
-            .ev("CAP_IPC_LOCK: missing (CapEff bit 14)");
+            .ev(if f.has_cap(CAP_IPC_LOCK) && !f.initial_userns && matches!(ctx, Context::Process | Context::Container { .. }) {
+                "CAP_IPC_LOCK: present in CapEff but only inside a user namespace, where it does not lift RLIMIT_MEMLOCK"
+            } else {
+                "CAP_IPC_LOCK: missing (CapEff bit 14)"
+            });
             fnd = context_fixes(fnd, &ctx, inp, need);
             out.push(fnd);
             if f.euid == Some(0)

@@ -254,7 +254,8 @@ pub fn write_text(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     Ok(())
 }
 
-/// Short form of the error findings: `cause:`/`evidence:`/`fix:`/`check:` lines (no indent).
+/// Short form of the error findings: `cause:`/`evidence:`/`fix:`/`check:` lines (no indent),
+/// then a `note:` line per warning.
 pub fn short_form(findings: &[Finding]) -> Vec<String> {
     let mut lines = Vec::new();
     for f in findings.iter().filter(|f| f.severity == Severity::Error) {
@@ -267,6 +268,11 @@ pub fn short_form(findings: &[Finding]) -> Vec<String> {
         }
         if let Some(v) = &f.verify {
             lines.push(format!("  check: {v}"));
+        }
+    }
+    if !lines.is_empty() {
+        for f in findings.iter().filter(|f| f.severity == Severity::Warning) {
+            lines.push(format!("note: {} [{}]", f.title, f.id));
         }
     }
     lines
