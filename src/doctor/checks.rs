@@ -731,6 +731,16 @@ fn mismatch_reason(
         )),
         _ => {}
     }
+    if let Some(m) = f.ancestors.iter().find(|a| {
+        matches!(
+            a.as_str(),
+            "tmux" | "tmux: server" | "screen" | "SCREEN" | "nohup" | "dtach" | "abduco"
+        )
+    }) {
+        why.push(format!(
+            "runs under a long-lived {m} server: it keeps the limits of the session that started it; restart it from a new login"
+        ));
+    }
     if f.loginuid.is_none() {
         why.push(
             "no login session (loginuid unset): pam_limits never ran for this process tree".into(),
@@ -741,7 +751,7 @@ fn mismatch_reason(
     let wants_higher_hard = ev.hard.as_ref().is_some_and(|h| h.bytes > inherited.1);
     if wants_higher_hard {
         why.push(format!(
-            "the configured hard limit is above what the login process had ({}): pam_limits needs CAP_SYS_RESOURCE to raise it, and on Debian fails silently without it",
+            "the configured hard limit is above what the login process had ({}): pam_limits needs CAP_SYS_RESOURCE to raise it, and on Debian fails silently without it (syslog: \"Could not set limit for 'memlock': Operation not permitted\")",
             units(inherited.1)
         ));
     }

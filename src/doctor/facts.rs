@@ -82,6 +82,8 @@ pub struct Facts {
     /// The running blobpin binary is on a `nosuid` mount (file capabilities are ignored
     /// there); live only.
     pub exe_nosuid: Option<bool>,
+    /// Names (`comm`) of this process's ancestors, nearest first; live only.
+    pub ancestors: Vec<String>,
 }
 
 impl Facts {
@@ -207,6 +209,7 @@ impl Facts {
         f.dockerenv = root.join(".dockerenv").exists();
         f.debian = root.join("etc/debian_version").exists();
         if live {
+            f.ancestors = ancestors();
             f.exe_nosuid = std::env::current_exe().ok().and_then(|exe| {
                 nix::sys::statvfs::statvfs(&exe)
                     .ok()
@@ -220,6 +223,36 @@ impl Facts {
         }
         f
     }
+}
+
+/// `comm` of each ancestor process, nearest first (from /proc/PID/stat).
+fn ancestors() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pid = std::process::id();
+    for _ in 0..64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        // pid (comm) state ppid ...: comm may contain spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { break };
+        let ppid: u32 = match stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+        {
+            Some(p) => p,
+            None => break,
+        };
+        if ppid == 0 {
+            break;
+        }
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{ppid}/comm")) else {
+            break;
+        };
+        out.push(comm.trim().to_string());
+        pid = ppid;
+    }
+    out
 }
 
 fn parse_cg_num(s: &str) -> Option<u64> {
