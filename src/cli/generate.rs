@@ -25,10 +25,7 @@ pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
     files.push(("man/blobpin.1".to_string(), main));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("blobpin-{}", sub.get_name());
-        let sub = sub
-            .clone()
-            .name(name.clone().leak() as &str)
-            .display_name(name.clone());
+        let sub = sub.clone().name(name.clone().leak() as &str).display_name(name.clone());
         let mut page = Vec::new();
         clap_mangen::Man::new(sub).date("").render(&mut page)?;
         files.push((format!("man/{name}.1"), page));

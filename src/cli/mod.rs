@@ -24,9 +24,7 @@ use crate::exit;
 /// engine.
 #[derive(Debug, Parser)]
 #[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
-#[command(
-    after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ..."
-)]
+#[command(after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ...")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -197,12 +195,7 @@ pub fn subcommand_names() -> Vec<String> {
 pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let invoked = argv
         .first()
-        .map(|a| {
-            crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(
-                a.as_os_str(),
-            ))
-            .to_vec()
-        })
+        .map(|a| crate::residency::pattern::basename(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).to_vec())
         .unwrap_or_default();
     if invoked == b"vmtouch" {
         return vmtouch::main(argv);
@@ -223,11 +216,7 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
     let result = match cli.command {
@@ -294,10 +283,7 @@ mod tests {
     fn every_value_argument_names_its_value() {
         fn check(cmd: &clap::Command) {
             for arg in cmd.get_arguments() {
-                if arg.get_action().takes_values()
-                    && arg.get_id() != "help"
-                    && arg.get_id() != "version"
-                {
+                if arg.get_action().takes_values() && arg.get_id() != "help" && arg.get_id() != "version" {
                     assert!(
                         arg.get_value_names().is_some(),
                         "{} --{} has no value_name",

@@ -178,11 +178,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 usage_exit(&mut early_out);
             }
         };
-        let text = || {
-            arg.as_ref()
-                .map(|a| a.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let text = || arg.as_ref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
         match c {
             b't' => f.touch = true,
             b'e' => f.evict = true,
@@ -212,14 +208,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             },
             b'i' | b'I' => {
                 let pat = arg.expect("getopt gives an argument");
-                let list = if c == b'i' {
-                    &mut f.ignore
-                } else {
-                    &mut f.include
-                };
+                let list = if c == b'i' { &mut f.ignore } else { &mut f.include };
                 if pat.len() > MAX_PATTERN_LEN {
-                    let mut m =
-                        format!("too long pattern provided to -{}: ", c as char).into_bytes();
+                    let mut m = format!("too long pattern provided to -{}: ", c as char).into_bytes();
                     m.extend_from_slice(pat.as_bytes());
                     fatal(&m, None, None);
                 }
@@ -275,11 +266,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         usage_exit(&mut early_out);
     }
 
-    let notify = if f.daemon {
-        Some(daemonize(f.wait))
-    } else {
-        None
-    };
+    let notify = if f.daemon { Some(daemonize(f.wait)) } else { None };
     let notify = notify.flatten();
     run_crawl(f, operands, notify)
 }
@@ -304,18 +291,10 @@ impl Notify {
 fn daemonize(wait: bool) -> Option<Notify> {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
-        Err(e) => fatal(
-            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
-            None,
-            None,
-        ),
+        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
     };
     match sys::fork_single_threaded() {
-        Err(e) => fatal(
-            format!("fork: {}", sys::strerror(&e)).as_bytes(),
-            None,
-            None,
-        ),
+        Err(e) => fatal(format!("fork: {}", sys::strerror(&e)).as_bytes(), None, None),
         Ok(sys::Forked::Parent(_)) => {
             drop(wr);
             if !wait {
@@ -326,21 +305,13 @@ fn daemonize(wait: bool) -> Option<Notify> {
             match f.read(&mut buf) {
                 Ok(1) => std::process::exit(buf[0] as i32),
                 Ok(_) => fatal(b"daemon shut down unexpectedly", None, None),
-                Err(e) => fatal(
-                    format!("read: {}", sys::strerror(&e)).as_bytes(),
-                    None,
-                    None,
-                ),
+                Err(e) => fatal(format!("read: {}", sys::strerror(&e)).as_bytes(), None, None),
             }
         }
         Ok(sys::Forked::Child) => {
             drop(rd);
             if let Err(e) = nix::unistd::setsid() {
-                fatal(
-                    format!("setsid: {}", sys::strerror(&e.into())).as_bytes(),
-                    None,
-                    None,
-                );
+                fatal(format!("setsid: {}", sys::strerror(&e.into())).as_bytes(), None, None);
             }
             if !wait {
                 reopen_std();
@@ -364,11 +335,7 @@ fn reopen_std() {
         Ok(())
     })();
     if let Err(e) = res {
-        fatal(
-            format!("freopen: {}", sys::strerror(&e)).as_bytes(),
-            None,
-            None,
-        );
+        fatal(format!("freopen: {}", sys::strerror(&e)).as_bytes(), None, None);
     }
 }
 
@@ -462,13 +429,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
             quiet: f.quiet,
             verbose,
         };
-        crawl_all(
-            &mut crawler,
-            f.batch.as_deref(),
-            f.nul,
-            &operands,
-            &mut sink,
-        )
+        crawl_all(&mut crawler, f.batch.as_deref(), f.nul, &operands, &mut sink)
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
@@ -481,7 +442,8 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
     if f.lock || f.lockall {
         let (kept, _pages) = crawler.into_worker().into_kept();
         if f.lockall {
-            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
+            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT)
+            {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
                 let hints = print_lock_hints(&err);
                 fatal_with_hints(&err.to_bytes(), &hints, Some(&mut *stdout), notify.as_ref());
