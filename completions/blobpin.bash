@@ -16,6 +16,9 @@ _blobpin() {
             ",$1")
                 cmd="blobpin"
                 ;;
+            blobpin,doctor)
+                cmd="blobpin__subcmd__doctor"
+                ;;
             blobpin,evict)
                 cmd="blobpin__subcmd__evict"
                 ;;
@@ -36,6 +39,9 @@ _blobpin() {
                 ;;
             blobpin,tracker)
                 cmd="blobpin__subcmd__tracker"
+                ;;
+            blobpin__subcmd__help,doctor)
+                cmd="blobpin__subcmd__help__subcmd__doctor"
                 ;;
             blobpin__subcmd__help,evict)
                 cmd="blobpin__subcmd__help__subcmd__evict"
@@ -65,12 +71,46 @@ _blobpin() {
 
     case "${cmd}" in
         blobpin)
-            opts="-V --version --help stat touch evict lock tracker generate help"
+            opts="-V --version --help stat touch evict lock tracker doctor generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__doctor)
+            opts="-h -V --size --user --unit --sysroot --json --strict --max-lock --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -135,8 +175,22 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__help)
-            opts="stat touch evict lock tracker generate help"
+            opts="stat touch evict lock tracker doctor generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -247,7 +301,7 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__lock)
-            opts="-v -q -p -m -L -x -h -V --json --bytes --verbose --quiet --range --include --exclude --max-file-size --follow --one-file-system --count-hardlinks --pidfile --help --version"
+            opts="-v -q -p -m -L -x -h -V --json --bytes --verbose --quiet --range --include --exclude --max-file-size --follow --one-file-system --count-hardlinks --pidfile --daemon --max-lock --no-preflight --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -278,6 +332,10 @@ _blobpin() {
                     return 0
                     ;;
                 --pidfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

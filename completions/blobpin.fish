@@ -31,6 +31,7 @@ complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "touch" -d 'Read fil
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "evict" -d 'Drop files from the page cache'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "lock" -d 'Read files into the page cache and lock them there until SIGTERM or SIGINT'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "tracker" -d 'Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics)'
+complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "doctor" -d 'Tell whether locking will work here, and if not, why and what exactly to change'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand stat" -s p -l range -d 'Operate on this byte range of every file: N, A-B, A- or -B (sizes as 4k, 1.5G)' -r
@@ -77,6 +78,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l include -d 'Onl
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l exclude -d 'Skip files and directories whose name matches (a glob, as --include)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s m -l max-file-size -d 'Skip files larger than SIZE (e.g. 500M)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l pidfile -d 'Write the process id to FILE once everything is locked; removed on exit' -r -F
+complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l max-lock -d 'Refuse to lock more than SIZE in total (e.g. 20G); checked before locking anything' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l json -d 'Print one JSON report (schema blobpin.residency/1) instead of text'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l bytes -d 'Print sizes as exact byte counts'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s v -l verbose -d 'Print a line for every file'
@@ -84,7 +86,9 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s q -l quiet -d '
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s L -l follow -d 'Follow symbolic links'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s x -l one-file-system -d 'Do not cross into other filesystems than the first path\'s'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l count-hardlinks -d 'Process every hard link of a file (by default each file once)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s h -l help -d 'Print help'
+complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l daemon -d 'Detach into the background; the command returns once everything is locked (exit 0) or locking failed (exit 1)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -l no-preflight -d 'Skip the preflight checks and call mlock right away'
+complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand lock" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l listen -d 'Address to listen on (repeat for several; port 0 picks a free port, printed at start)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l topology -d 'Topology file: TOML with `[[dc]]` tables, each with `[[dc.rack]]` tables (name, cidrs), and an optional `[overlay]` table' -r -F
@@ -102,13 +106,23 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l origin-peer-
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -l threads -d 'Worker threads (0: one per CPU)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand tracker" -s V -l version -d 'Print version'
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l size -d 'Bytes to lock (sizes as 64M, 1.5G), instead of measuring PATHs' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l user -d 'Evaluate limits.conf for this user (name or uid) as a new login session would get them' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l unit -d 'Check the systemd service that will run blobpin (LimitMEMLOCK=, AmbientCapabilities=)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l sysroot -d 'Read /etc, /proc and /sys from DIR instead of the running system (an image, a fixture)' -r -F
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l max-lock -d 'The --max-lock that `blobpin lock` will be given' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l json -d 'Print every finding as JSON (schema blobpin.doctor/1): id, severity, evidence, fix'
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -l strict -d 'Exit 1 on warning-level risks too'
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c blobpin -n "__fish_blobpin_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -l out -d 'Directory to write `man/` and `completions/` into' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "stat" -d 'Show how much of each file is in the page cache'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "evict" -d 'Drop files from the page cache'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "lock" -d 'Read files into the page cache and lock them there until SIGTERM or SIGINT'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "tracker" -d 'Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "stat" -d 'Show how much of each file is in the page cache'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "evict" -d 'Drop files from the page cache'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "lock" -d 'Read files into the page cache and lock them there until SIGTERM or SIGINT'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "tracker" -d 'Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "doctor" -d 'Tell whether locking will work here, and if not, why and what exactly to change'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

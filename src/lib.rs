@@ -7,6 +7,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod doctor;
 pub mod exit;
 pub mod report;
 pub mod residency;

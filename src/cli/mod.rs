@@ -41,6 +41,14 @@ pub enum Command {
     /// Drop files from the page cache.
     Evict(ResidencyArgs),
     /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
+    ///
+    /// Checks first that the lock can work (memlock limit, CAP_IPC_LOCK, vm.max_map_count,
+    /// memory cgroup, MemAvailable, --max-lock) and refuses with a diagnosis when it cannot;
+    /// raises the soft memlock limit to the hard one when that is enough. Runs in the
+    /// foreground (for systemd: readiness is sent to $NOTIFY_SOCKET once everything is
+    /// locked), or with --daemon in the background. SIGTERM and SIGINT release the locks,
+    /// remove the pidfile and exit 0; SIGHUP re-scans the paths and locks files that were
+    /// replaced or grew.
     Lock(LockArgs),
     /// Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics).
     ///
@@ -50,13 +58,43 @@ pub enum Command {
     /// it and a backup parent, ordered same rack, same DC, remote, origin. Without --topology,
     /// answers are random as in opentracker. SIGHUP re-reads --allow; SIGTERM and SIGINT stop.
     Tracker(TrackerArgs),
+    /// Tell whether locking will work here, and if not, why and what exactly to change.
+    ///
+    /// Checks the memlock limits (bytes; limits.conf values are KiB), CAP_IPC_LOCK (also in
+    /// user namespaces), limits.conf/limits.d as pam_limits evaluates them, pam_limits in the
+    /// login PAM stacks, a systemd unit's LimitMEMLOCK=/AmbientCapabilities=, containers,
+    /// the memory cgroup, MemAvailable and vm.max_map_count. Exit status: 0 it will work,
+    /// 1 it will not (or, with --strict, a warning-level risk), 2 usage.
+    #[command(after_long_help = DOCTOR_AFTER_HELP)]
+    Doctor(DoctorArgs),
     /// Write the man pages and shell completions (for packaging and the checked-in copies).
     #[command(hide = true)]
     Generate(GenerateArgs),
 }
 
+/// The end of `blobpin doctor --help`: units, contexts and the finding ids.
+const DOCTOR_AFTER_HELP: &str = "\
+Units: RLIMIT_MEMLOCK, /proc/PID/limits, prlimit and docker --ulimit are in bytes; ulimit -l and \
+limits.conf are in KiB (no suffixes: 64m is 64 KiB); systemd LimitMEMLOCK= is bytes with \
+K/M/G/T suffixes (base 1024). Every limit is printed in bytes and KiB.
+
+Context: without --user or --unit, the running process (its limits, capabilities, container, \
+systemd service); --user NAME: a new login session of NAME (limits.conf through pam_limits); \
+--unit NAME.service: that systemd service.
+
+Finding ids (JSON schema blobpin.doctor/1, field findings[].id): memlock-ok, \
+memlock-soft-raisable, memlock-hard-too-low, memlock-zero, cap-ipc-lock, cap-ipc-lock-userns, \
+no-new-privs, cap-bounding-set, binary-nosuid, no-cap-sys-resource, max-lock, max-lock-unset, \
+limits-predicted, limits-mismatch, limits-file-ignored, limits-file-unreadable, \
+limits-unit-suffix, limits-invalid-line, limits-percent-ignored, limits-root-wildcard, \
+limits-no-limits-entry, limits-soft-above-hard, pam-limits-missing, pam-limits-conf-option, \
+sshd-usepam-off, unit-not-found, unit-limit-too-low, unit-ok, unit-bounding-set, \
+running-in-service, container, cgroup-limit, cgroup-oom-kill-disable, cgroup-oom-kills, \
+mem-available, max-map-count, rlimit-as, 32-bit, tmpfs, seccomp, lsm-confined, \
+overcommit-strict, kernel-old-default; lock-shortfall is reported by blobpin lock after locking.";
+
 /// Options shared by stat, touch, evict and lock.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ResidencyArgs {
     /// Files or directories (directories are crawled recursively).
     #[arg(value_name = "PATH", required = true)]
@@ -104,6 +142,45 @@ pub struct LockArgs {
     /// Write the process id to FILE once everything is locked; removed on exit.
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Detach into the background; the command returns once everything is locked (exit 0)
+    /// or locking failed (exit 1).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Refuse to lock more than SIZE in total (e.g. 20G); checked before locking anything.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
+    /// Skip the preflight checks and call mlock right away.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+/// Options of `blobpin doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Files or directories that are to be locked (their size is measured).
+    #[arg(value_name = "PATH", conflicts_with = "size")]
+    pub paths: Vec<PathBuf>,
+    /// Bytes to lock (sizes as 64M, 1.5G), instead of measuring PATHs.
+    #[arg(long, value_name = "BYTES")]
+    pub size: Option<String>,
+    /// Evaluate limits.conf for this user (name or uid) as a new login session would get them.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Check the systemd service that will run blobpin (LimitMEMLOCK=, AmbientCapabilities=).
+    #[arg(long, value_name = "NAME.service")]
+    pub unit: Option<String>,
+    /// Read /etc, /proc and /sys from DIR instead of the running system (an image, a fixture).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+    /// Print every finding as JSON (schema blobpin.doctor/1): id, severity, evidence, fix.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 on warning-level risks too.
+    #[arg(long)]
+    pub strict: bool,
+    /// The --max-lock that `blobpin lock` will be given.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
 }
 
 /// Options of `blobpin tracker`.
@@ -229,8 +306,9 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Command::Stat(a) => residency_cmd::run(crate::residency::Op::Stat, &a, None),
         Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
         Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
-        Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
         Command::Tracker(a) => run_tracker(&a),
+        Command::Lock(a) => residency_cmd::lock(&a),
+        Command::Doctor(a) => doctor_cmd(&a),
         Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
     };
     match result {
@@ -250,6 +328,40 @@ fn run_tracker(args: &TrackerArgs) -> anyhow::Result<i32> {
 #[cfg(not(feature = "tracker"))]
 fn run_tracker(_: &TrackerArgs) -> anyhow::Result<i32> {
     anyhow::bail!("built without tracker (rebuild with --features tracker)")
+}
+
+/// `blobpin doctor`: bad sizes, an unknown user or a missing sysroot are usage errors (2).
+fn doctor_cmd(a: &DoctorArgs) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let size = |s: &Option<String>, flag: &str| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|v| {
+                crate::residency::range::parse_size(v)
+                    .with_context(|| format!("invalid {flag} {v:?}"))
+            })
+            .transpose()
+    };
+    let result = (|| {
+        let opts = crate::doctor::DoctorOptions {
+            size: size(&a.size, "--size")?,
+            paths: a.paths.clone(),
+            residency: None,
+            user: a.user.clone(),
+            unit: a.unit.clone(),
+            sysroot: a.sysroot.clone(),
+            json: a.json,
+            strict: a.strict,
+            max_lock: size(&a.max_lock, "--max-lock")?,
+        };
+        crate::doctor::command(&opts)
+    })();
+    match result {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!("blobpin: {e:#}");
+            Ok(exit::USAGE)
+        }
+    }
 }
 
 #[cfg(test)]

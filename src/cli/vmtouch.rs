@@ -115,9 +115,25 @@ struct Flags {
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
+    fatal_with_hints(msg, &[], stdout, notify)
+}
+
+/// [`fatal`], with extra lines after the FATAL line, each indented by two spaces (blobpin's
+/// only addition to vmtouch's output: the memlock doctor under a failed lock).
+fn fatal_with_hints(
+    msg: &[u8],
+    hints: &[String],
+    stdout: Option<&mut dyn Write>,
+    notify: Option<&Notify>,
+) -> ! {
     let mut line = b"vmtouch: FATAL: ".to_vec();
     line.extend_from_slice(msg);
     line.push(b'\n');
+    for h in hints {
+        line.extend_from_slice(b"  ");
+        line.extend_from_slice(h.as_bytes());
+        line.push(b'\n');
+    }
     let _ = io::stderr().write_all(&line);
     if let Some(n) = notify {
         n.send(1);
@@ -456,8 +472,8 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
-        print_lock_hints(&fatal_err);
-        fatal(&msg, Some(&mut *stdout), notify.as_ref());
+        let hints = print_lock_hints(&fatal_err);
+        fatal_with_hints(&msg, &hints, Some(&mut *stdout), notify.as_ref());
     }
     let elapsed = start.elapsed().as_secs_f64();
     let totals = crawler.totals();
@@ -467,8 +483,8 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         if f.lockall {
             if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
-                print_lock_hints(&err);
-                fatal(&err.to_bytes(), Some(&mut *stdout), notify.as_ref());
+                let hints = print_lock_hints(&err);
+                fatal_with_hints(&err.to_bytes(), &hints, Some(&mut *stdout), notify.as_ref());
             }
         }
         let pidfile = f.pidfile.map(PathBuf::from);
@@ -638,10 +654,15 @@ fn hold(
     }
 }
 
-/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin may add indented
-/// hint lines on stderr (the memlock doctor). Printed before the FATAL line's exit.
-fn print_lock_hints(err: &Fatal) {
-    let _ = err;
+/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin adds indented
+/// hint lines on stderr after it (the memlock doctor's short form). Returns those lines
+/// (without the indentation, which `fatal_with_hints` adds); stdout and the exit status are
+/// untouched.
+fn print_lock_hints(err: &Fatal) -> Vec<String> {
+    match err {
+        Fatal::Mlock(..) | Fatal::Mlockall(..) => super::residency_cmd::lock_hints(err),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
