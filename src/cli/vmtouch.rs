@@ -182,12 +182,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             b'h' => f.count_hardlinks = true,
             b'w' => f.wait = true,
             b'0' => f.nul = true,
-            b'p' => match f.range.apply(&text(), page) {
+            b'p' => match f.range.apply_vmtouch(&text(), page) {
                 Ok(r) => f.range = r,
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
-            b'm' => match crate::residency::range::parse_size(&text()) {
-                Ok(v) => f.max_size = Some(v),
+            b'm' => match crate::residency::range::parse_size_vmtouch(&text()) {
+                // `(size_t)` of vmtouch's int64_t: the bit pattern.
+                Ok(v) => f.max_size = Some(v as u64),
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
             b'i' | b'I' => {
@@ -445,6 +446,9 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         // Unlike vmtouch, flush now: the LOCKED line is not lost when a blocked lock is
         // killed with stdout on a pipe (quirk Q6).
         let _ = stdout.flush();
+        // The writer holds a duplicate of the caller's stdout: close it, or a caller reading
+        // a pipe (`out=$(vmtouch -dwl f)`) would wait for EOF as long as the daemon lives.
+        drop(stdout);
         if f.wait {
             reopen_std();
         }

@@ -114,7 +114,9 @@ impl FileWorker {
             return Ok(Done::default());
         };
         let pages = span.pages(self.page);
-        let plain = !is_block && self.is_plain_fs(&file, meta.dev());
+        // An absurd vmtouch range (see `Range::apply_vmtouch`) is mapped first so that it
+        // fails in mmap with vmtouch's warnings instead of being measured.
+        let plain = !is_block && span.is_sane() && self.is_plain_fs(&file, meta.dev());
         let mut mapping = None;
         if !plain || self.op.keeps_mappings() || self.page_maps {
             match map_or_warn(&file, span, path, sink) {
@@ -176,7 +178,10 @@ impl FileWorker {
         }
 
         if self.op.touches() {
-            if report.resident_before != Some(pages) {
+            // Where mincore fakes residency (Linux >= 5.2, no write permission) it cannot say
+            // which pages are missing: touch them all, as vmtouch does.
+            let truthful = mincore_is_truthful(path, &meta);
+            if report.resident_before != Some(pages) || !truthful {
                 if mapping.is_none() {
                     match map_or_warn(&file, span, path, sink) {
                         Some(m) => mapping = Some(m),
@@ -196,7 +201,7 @@ impl FileWorker {
                     }
                 };
                 if let Err(TouchError::Shrunk) =
-                    touch_missing(&file, m, span, pages, sink, &mut on_progress)
+                    touch_missing(&file, m, span, pages, truthful, sink, &mut on_progress)
                 {
                     sink.warning(Warning::Shrunk(path.to_path_buf()));
                 }
@@ -337,7 +342,12 @@ pub fn open_noatime(path: &Path) -> io::Result<File> {
 fn map_or_warn(file: &File, span: Span, path: &Path, sink: &mut dyn Sink) -> Option<Mapping> {
     match Mapping::new(file, span.offset, span.len) {
         Ok(m) => Some(m),
-        Err(e) => {
+        Err(mut e) => {
+            // memmap2 refuses lengths over isize::MAX before asking the kernel; mmap(2) would
+            // fail with ENOMEM (longer than the address space), which is what vmtouch prints.
+            if e.raw_os_error().is_none() && span.len > isize::MAX as u64 {
+                e = io::Error::from_raw_os_error(libc::ENOMEM);
+            }
             sink.warning(Warning::Mmap(path.to_path_buf(), e));
             sink.warning(Warning::BogusMunmap(path.to_path_buf()));
             None
@@ -360,13 +370,15 @@ enum TouchError {
     Shrunk,
 }
 
-/// Reads every non-resident page of the span into the page cache. `progress` gets the pages
-/// done from the start of the span and the bytes just read.
+/// Reads every non-resident page of the span into the page cache (every page when
+/// `trust_mincore` is false). `progress` gets the pages done from the start of the span and
+/// the bytes just read.
 fn touch_missing(
     file: &File,
     m: &Mapping,
     span: Span,
     pages: u64,
+    trust_mincore: bool,
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(u64, u64, &mut dyn Sink),
 ) -> Result<(), TouchError> {
@@ -376,7 +388,7 @@ fn touch_missing(
     let mut start = 0;
     while start < pages {
         let n = (pages - start).min(WINDOW_PAGES);
-        if m.mincore(start, &mut vec[..n as usize]).is_err() {
+        if !trust_mincore || m.mincore(start, &mut vec[..n as usize]).is_err() {
             vec[..n as usize].fill(0);
         }
         let mut i = 0;
