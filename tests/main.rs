@@ -3,3 +3,5 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod vmtouch_compat;
+mod vmtouch_harness;

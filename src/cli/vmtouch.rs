@@ -515,6 +515,10 @@ fn crawl_all(
                 if record.last() == Some(&delim) {
                     record.pop();
                 }
+                // vmtouch hands the record on as a C string: it ends at its first NUL byte.
+                if let Some(nul) = record.iter().position(|&b| b == 0) {
+                    record.truncate(nul);
+                }
                 crawler.crawl(&PathBuf::from(OsString::from_vec(record.clone())), sink)?;
             }
         }
