@@ -90,7 +90,10 @@ impl Env {
             .stdin(Stdio::null())
             .status()
             .expect("run vmtouch to prepare the cache");
-        assert!(st.success(), "cache preparation `vmtouch -q {args:?}` failed");
+        assert!(
+            st.success(),
+            "cache preparation `vmtouch -q {args:?}` failed"
+        );
     }
 
     /// The command for one side of a case (not yet spawned).
@@ -102,8 +105,13 @@ impl Env {
         }
         if case.nobody {
             wrapper.extend(
-                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-                    .map(String::from),
+                [
+                    "setpriv",
+                    "--reuid=nobody",
+                    "--regid=nogroup",
+                    "--clear-groups",
+                ]
+                .map(String::from),
             );
         }
         let mut cmd = if wrapper.is_empty() {
@@ -272,8 +280,18 @@ pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>, merged: bool) -> Run 
     let (out_t, err_t) = match merged_reader {
         Some(r) => (reader(Some(Box::new(r))), reader(None)),
         None => (
-            reader(child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>)),
-            reader(child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>)),
+            reader(
+                child
+                    .stdout
+                    .take()
+                    .map(|o| Box::new(o) as Box<dyn Read + Send>),
+            ),
+            reader(
+                child
+                    .stderr
+                    .take()
+                    .map(|e| Box::new(e) as Box<dyn Read + Send>),
+            ),
         ),
     };
     let status = wait_or_kill(&mut child);
@@ -347,7 +365,11 @@ pub fn until_hints(b: &[u8]) -> Vec<u8> {
 fn cat_a(line: &[u8]) -> String {
     let mut s = String::new();
     for &c in line {
-        let (meta, c) = if c >= 0x80 { (true, c - 0x80) } else { (false, c) };
+        let (meta, c) = if c >= 0x80 {
+            (true, c - 0x80)
+        } else {
+            (false, c)
+        };
         if meta {
             s.push_str("M-");
         }

@@ -295,6 +295,8 @@ impl FileWorker {
 
     /// Whether files on device `dev` can be mapped without trying (ordinary disk
     /// filesystems), judged once per device from `fstatfs`.
+    // The statfs type field's width varies with the platform (`__fsword_t`).
+    #[allow(clippy::unnecessary_cast)]
     fn is_plain_fs(&mut self, file: &File, dev: u64) -> bool {
         *self.plain_fs.entry(dev).or_insert_with(|| {
             nix::sys::statfs::fstatfs(file)
