@@ -367,7 +367,8 @@ fn crawl_tree_and_special_files() {
         case("/dev/null /dev/zero"),
         case("-f /dev/stdin"),
         // Crawl depth and paths too long for PATH_MAX.
-        case(&deep),
+        case("deep"),
+        case("-v shallow deep"),
         case("-v long").touched("long/top"),
         case("-v many").evicted("many"),
         case("-h many/d1 many/d2 many/d1").evicted("many"),
@@ -385,11 +386,14 @@ fn crawl_tree_and_special_files() {
     for (args, needle) in [
         ("long", "vmtouch: WARNING: path too long long/aaaa"),
         (
-            deep.as_str(),
+            "deep",
             "vmtouch: FATAL: maximum directory crawl depth reached: deep/d/d/",
         ),
         (sys_file, "unable to munmap file /sys/"),
-        ("-f tree", "symbolic link loop detected: tree/a/b/loop_up"),
+        (
+            "-f -h tree",
+            "symbolic link loop detected: tree/a/b/loop_up",
+        ),
     ] {
         let p = run_pair(&env, &case(args));
         assert!(
