@@ -297,6 +297,15 @@ fn crawl_tree_and_special_files() {
     for i in 0..300 {
         file(&env, &format!("many/d{}/f{i}", i % 4), 1 + i * 37);
     }
+    // Files and warnings interleaved across several 4 KiB stdout buffers.
+    for i in 0..400 {
+        file(&env, &format!("mix/file_with_a_long_name_{i}"), 1 + i);
+        std::os::unix::fs::symlink(
+            format!("file_with_a_long_name_{i}"),
+            env.path(&format!("mix/link_{i}")),
+        )
+        .unwrap();
+    }
     // A name that is not UTF-8.
     {
         use std::os::unix::ffi::OsStrExt;
@@ -380,6 +389,11 @@ fn crawl_tree_and_special_files() {
         case("-e -v tree").touched(t).merged(),
         case("-m 1 -v tree").touched(t).merged(),
         case("-v long many/d0").touched("long/top").merged(),
+        // stdout's buffer is written out at the same bytes as glibc's (vmtouch's) is.
+        case("-e -v mix").touched("mix").merged(),
+        case("-e -v -p 1- mix").touched("mix").merged(),
+        case("-t mix tree").touched("mix").merged(),
+        case("-v mix").touched("mix").merged(),
     ];
     check_all(&env, &cases);
     // The fixtures reach the paths they are meant to (checked on vmtouch's own output).

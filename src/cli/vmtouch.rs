@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, LineWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, LineWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -324,7 +324,8 @@ fn reopen_std() {
     }
 }
 
-/// stdout as C stdio buffers it: fully buffered (4 KiB) unless it is a terminal.
+/// stdout as C stdio buffers it: line buffered on a terminal, else fully buffered the way
+/// glibc does it (see [`StdioBuffer`]).
 fn c_stdout() -> Box<dyn Write> {
     let stdout = io::stdout();
     let is_tty = stdout.is_terminal();
@@ -335,7 +336,61 @@ fn c_stdout() -> Box<dyn Write> {
     if is_tty {
         Box::new(LineWriter::new(file))
     } else {
-        Box::new(BufWriter::with_capacity(4096, file))
+        Box::new(StdioBuffer::new(file))
+    }
+}
+
+/// glibc's fully buffered `FILE` (`_IO_new_file_xsputn`): the buffer (`st_blksize` bytes,
+/// else `BUFSIZ`) is allocated by the first write, filled to its last byte, and written out
+/// only when more output arrives or on `fflush`; whole blocks of a long write go straight
+/// out. Where stdout and stderr share a pipe (`2>&1`), the warnings then fall between the
+/// same bytes of stdout as vmtouch's do (std's `BufWriter` writes out earlier).
+struct StdioBuffer {
+    file: File,
+    buf: Vec<u8>,
+    size: usize,
+    allocated: bool,
+}
+
+impl StdioBuffer {
+    fn new(file: File) -> StdioBuffer {
+        use std::os::unix::fs::MetadataExt;
+        let size = match file.metadata().map(|m| m.blksize()) {
+            Ok(b) if b > 0 => b as usize,
+            _ => 8192,
+        };
+        StdioBuffer {
+            file,
+            buf: Vec::with_capacity(size),
+            size,
+            allocated: false,
+        }
+    }
+}
+
+impl Write for StdioBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut s = data;
+        if self.allocated {
+            let fill = (self.size - self.buf.len()).min(s.len());
+            self.buf.extend_from_slice(&s[..fill]);
+            s = &s[fill..];
+        }
+        if !s.is_empty() {
+            // The buffer is full (or not yet allocated): write it out, then whole blocks.
+            self.allocated = true;
+            self.flush()?;
+            let direct = s.len() - s.len() % self.size;
+            self.file.write_all(&s[..direct])?;
+            self.buf.extend_from_slice(&s[direct..]);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let res = self.file.write_all(&self.buf);
+        self.buf.clear();
+        res
     }
 }
 
