@@ -17,6 +17,18 @@ use crate::vmtouch_harness::{
     normalise, run_command, run_pair, until_hints, wait_until, Case, Env, KillOnDrop, Side,
 };
 
+/// A sysfs file: size 4096, but mmap fails (ENODEV).
+fn sys_file() -> &'static str {
+    [
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+        "/sys/power/state",
+        "/sys/kernel/uevent_seqnum",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("a /sys file")
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -278,13 +290,7 @@ fn crawl_tree_and_special_files() {
     }
     let env = Env::new("vmt-tree");
     build_tree(&env);
-    let sys_file = [
-        "/sys/kernel/mm/transparent_hugepage/enabled",
-        "/sys/power/state",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("a /sys file");
+    let sys_file = sys_file();
     // 1025 nested directories: the crawl depth limit is FATAL.
     let deep: String = std::iter::once("deep")
         .chain(std::iter::repeat("d").take(1025))
@@ -632,21 +638,26 @@ fn lock_with_pidfile_until_signal() {
     build_tree(&env);
     let mut guard = KillOnDrop::default();
     let mut failures = Vec::new();
-    let scenarios: &[(&str, nix::sys::signal::Signal)] = &[
-        ("-l -P pidfile tree/a", nix::sys::signal::Signal::SIGTERM),
-        ("-L -P pidfile tree/a", nix::sys::signal::Signal::SIGTERM),
-        (
-            "-l -v -P pidfile tree/a/b tree/c",
-            nix::sys::signal::Signal::SIGINT,
-        ),
-        ("-q -l -P pidfile tree/a", nix::sys::signal::Signal::SIGQUIT),
-        (
-            "-l -P nodir/pidfile tree/a",
-            nix::sys::signal::Signal::SIGTERM,
-        ),
-        ("-l -P pidfile tree/a/b", nix::sys::signal::Signal::SIGHUP),
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    // (arguments, signal, kB that must be locked before signalling)
+    let sys = sys_file();
+    let scenarios: &[(&str, nix::sys::signal::Signal, u64)] = &[
+        ("-l -P pidfile tree/a", SIGTERM, 24),
+        ("-L -P pidfile tree/a", SIGTERM, 24),
+        ("-l -v -P pidfile tree/a/b tree/c", SIGINT, 24),
+        ("-q -l -P pidfile tree/a", SIGQUIT, 24),
+        ("-l -P nodir/pidfile tree/a", SIGTERM, 24),
+        ("-l -P pidfile tree/a/b", SIGHUP, 4),
+        ("-l -v -p 4k-8k -P pidfile tree/a", SIGTERM, 4),
+        ("-l -m 5000 -P pidfile tree", SIGTERM, 4),
+        ("-l -P pidfile tree/empty /nonexistent", SIGTERM, 0),
+        // A failed mmap under -l: no bogus munmap warning (mappings are kept).
+        (&format!("-l -P pidfile {sys} tree/a/b"), SIGTERM, 4),
+        (&format!("-L -v -P pidfile {sys} tree/a/code.c"), SIGTERM, 4),
+        ("-l -v -b list -P pidfile", SIGTERM, 4),
     ];
-    for &(args, sig) in scenarios {
+    fs::write(env.path("list"), "tree/c/f3\ntree/nonexistent\n").unwrap();
+    for &(args, sig, kb) in scenarios {
         let c = case(args).touched("tree");
         let mut outs = Vec::new();
         for side in [Side::Real, Side::Ours] {
@@ -660,7 +671,7 @@ fn lock_with_pidfile_until_signal() {
             guard.add(pid);
             let writes_pidfile = !args.contains("nodir/");
             wait_until("the lock to be held", || {
-                holding_locks(pid, 4)
+                holding_locks(pid, kb)
                     && (!writes_pidfile
                         || fs::read_to_string(env.path("pidfile")).is_ok_and(|s| s.ends_with('\n')))
             });

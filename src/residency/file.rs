@@ -119,7 +119,7 @@ impl FileWorker {
         let plain = !is_block && span.is_sane() && self.is_plain_fs(&file, meta.dev());
         let mut mapping = None;
         if !plain || self.op.keeps_mappings() || self.page_maps {
-            match map_or_warn(&file, span, path, sink) {
+            match map_or_warn(&file, span, path, self.op, sink) {
                 Some(m) => mapping = Some(m),
                 None => return Ok(Done::default()),
             }
@@ -183,7 +183,7 @@ impl FileWorker {
             let truthful = mincore_is_truthful(path, &meta);
             if report.resident_before != Some(pages) || !truthful {
                 if mapping.is_none() {
-                    match map_or_warn(&file, span, path, sink) {
+                    match map_or_warn(&file, span, path, self.op, sink) {
                         Some(m) => mapping = Some(m),
                         None => return Ok(Done::default()),
                     }
@@ -274,7 +274,7 @@ impl FileWorker {
             return Ok(Counted::Unmeasured);
         }
         if mapping.is_none() {
-            match map_or_warn(file, span, path, sink) {
+            match map_or_warn(file, span, path, self.op, sink) {
                 Some(m) => *mapping = Some(m),
                 None => return Ok(Counted::MapFailed),
             }
@@ -341,7 +341,13 @@ pub fn open_noatime(path: &Path) -> io::Result<File> {
     }
 }
 
-fn map_or_warn(file: &File, span: Span, path: &Path, sink: &mut dyn Sink) -> Option<Mapping> {
+fn map_or_warn(
+    file: &File,
+    span: Span,
+    path: &Path,
+    op: Op,
+    sink: &mut dyn Sink,
+) -> Option<Mapping> {
     match Mapping::new(file, span.offset, span.len) {
         Ok(m) => Some(m),
         Err(mut e) => {
@@ -351,7 +357,11 @@ fn map_or_warn(file: &File, span: Span, path: &Path, sink: &mut dyn Sink) -> Opt
                 e = io::Error::from_raw_os_error(libc::ENOMEM);
             }
             sink.warning(Warning::Mmap(path.to_path_buf(), e));
-            sink.warning(Warning::BogusMunmap(path.to_path_buf()));
+            // vmtouch munmaps MAP_FAILED on its way out (Q4), except when locking, where it
+            // keeps every mapping.
+            if !op.keeps_mappings() {
+                sink.warning(Warning::BogusMunmap(path.to_path_buf()));
+            }
             None
         }
     }
