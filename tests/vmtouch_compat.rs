@@ -261,7 +261,9 @@ fn summaries_charts_and_ranges_on_big_files() {
         case("-e -p 16M- big64").touched(all),
         case("-t big64").evicted(all),
         case("-t -p 0-4M big64").evicted(all),
-        case("-vt w").evicted(all),
+        // -v -t on evicted files only where touching takes far less than the 0.1 s after
+        // which vmtouch redraws the chart (a redraw would make the output timing-dependent).
+        case("-vt w/p1 w/p2 w/p61 w/p100 w/p121").evicted(all),
         case("-vt w").touched(all),
         case("-v w").evicted(all),
         case("-v w").touched(all),
@@ -585,6 +587,11 @@ fn permissions_as_nobody() {
     mode("perm/world_writable", 0o666);
     mode("perm/readable", 0o644);
     mode("perm/closed_dir", 0o700);
+    // Listable but not searchable, and searchable but not listable.
+    file(&env, "perm/noexec/f", 10);
+    file(&env, "perm/noread/g", 10);
+    mode("perm/noexec", 0o744);
+    mode("perm/noread", 0o311);
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     nix::unistd::chown(&env.path("perm/nobody_owned"), Some(nobody.uid), None).unwrap();
     // nobody must reach the scratch dir (CARGO_TARGET_TMPDIR is world-searchable here).
@@ -603,6 +610,11 @@ fn permissions_as_nobody() {
             .evicted(p)
             .nobody(),
         case("-v -i closed_dir perm").evicted(p).nobody(),
+        case("perm/noexec/f perm/closed_dir/inner").evicted(p).nobody(),
+        case("-f perm/noexec/f perm/noexec").evicted(p).nobody(),
+        case("-v perm/noread perm/noread/g").evicted(p).nobody(),
+        case("-b perm/secret perm/readable").evicted(p).nobody(),
+        case("-F -h -f perm").evicted(p).nobody(),
     ];
     check_all(&env, &cases);
     // What nobody's touch and evict did to the cache, as root sees it afterwards (mincore
@@ -745,6 +757,9 @@ fn daemon_with_pidfile() {
         "-d -l -P pidfile tree/a",
         "-d -v -l -P pidfile tree/a",
         "-d -w -v -l -P pidfile tree/a/b",
+        "-d -w -q -l -P pidfile tree/a",
+        "-dwL -v -P pidfile tree/a/b tree/nonexistent",
+        "-d -l -P pidfile tree/a tree/nonexistent",
     ] {
         let c = case(args).touched("tree");
         let mut runs = Vec::new();
@@ -776,6 +791,24 @@ fn daemon_with_pidfile() {
                 "{side:?} {args}: pidfile holds the parent"
             );
             wait_until("the daemon to hold its locks", || holding_locks(daemon, 4));
+            // stdin and stdout are /dev/null, stderr is still the caller's (Q5).
+            let fds: Vec<String> = (0..3)
+                .map(|fd| {
+                    let l = fs::read_link(format!("/proc/{daemon}/fd/{fd}"))
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                    if Path::new(&l) == err_path {
+                        "<caller's stderr>".to_string()
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            assert_eq!(
+                fds,
+                ["/dev/null", "/dev/null", "<caller's stderr>"],
+                "{side:?} {args}: the daemon's fds 0-2"
+            );
             assert_ne!(
                 crate::vmtouch_harness::proc_status(daemon, "PPid"),
                 Some(parent_pid.to_string()),
