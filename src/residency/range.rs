@@ -362,6 +362,26 @@ mod tests {
     }
 
     #[test]
+    fn vmtouch_sizes_keep_c_conversions() {
+        assert_eq!(parse_size_vmtouch("k"), Ok(0));
+        assert_eq!(parse_size_vmtouch("4k"), Ok(4096));
+        assert_eq!(parse_size_vmtouch("nan(1)"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("9223372036854775807"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("8589934592G"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("99999999999G"), Err(ParseError::BadSize));
+        assert_eq!(parse_size_vmtouch(" k"), Err(ParseError::BadSize));
+        assert_eq!(parse_size("9223372036854775807"), Err(ParseError::BadSize));
+        // -p nan(1)- : offset INT64_MIN, a span no mmap can take.
+        let r = Range::WHOLE.apply_vmtouch("nan(1)-", P).unwrap();
+        assert!(!r.span(8192).unwrap().is_sane());
+        assert_eq!(
+            Range::WHOLE.apply_vmtouch("nan(1)", P),
+            Err(ParseError::OutOfOrder)
+        );
+        assert!(Range::WHOLE.apply_vmtouch("k", P).unwrap().span(8192).unwrap().is_sane());
+    }
+
+    #[test]
     fn ranges_follow_vmtouch() {
         let r = |s: &str| Range::WHOLE.apply(s, P);
         assert_eq!(r("16M"), Ok(Range { offset: 0, max_len: 16 << 20 }));
