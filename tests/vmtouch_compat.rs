@@ -81,6 +81,12 @@ fn options_usage_validation_and_grammar() {
         case("-m4k f g").evicted(ev),
         case("-qm 4k f g").evicted(ev),
         case("- f").evicted(ev),
+        case("--"),
+        case("-v --"),
+        case("-p -- f"),
+        case("-P -q -l"),
+        case("f -- -- g").evicted(ev),
+        case("-F /nonexistent /proc/version f").evicted(ev),
         // Validation order: each FATAL, and which one wins when several apply.
         case("-t -e f"),
         case("-e -l f"),
@@ -370,6 +376,15 @@ fn crawl_tree_and_special_files() {
         case("tree/a tree/a").touched(t),
         case("-h tree/a tree/a").touched(t),
         case("-v -f tree/link_to_dir tree").touched(t),
+        // Path spellings: `.`, `..`, `./`, doubled and trailing slashes.
+        case("tree/. tree/a/..").touched(t),
+        case("-v tree/./a tree//c").touched(t),
+        case("-i . tree/.").touched(t),
+        case("-i .. -v tree/a/..").touched(t),
+        case("-e -v .").touched(t),
+        case("tree/a/b/loop_up/").touched(t),
+        case("-f -v tree/a/b/loop_up/a").touched(t),
+        Case::argv(&["", "tree/c/"]).touched(t),
         case("-v -f tree/link_to_file tree/a/f1").touched(t),
         case("-v -f -h tree/link_to_file tree/a/code.c tree/link_to_file").touched(t),
         // -F: the first path stat'ed sets the device.
