@@ -4,4 +4,3 @@
 
 mod common;
 mod vmtouch_compat;
-mod vmtouch_harness;

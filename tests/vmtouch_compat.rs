@@ -12,7 +12,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::vmtouch_harness::{
+#[path = "vmtouch_harness.rs"]
+mod harness;
+
+use harness::{
     assert_ours, build_tree, case, check_all, compare, contains, file, have_vmtouch, holding_locks,
     normalise, run_command, run_pair, until_hints, wait_until, Case, Env, KillOnDrop, Side,
 };
@@ -625,7 +628,9 @@ fn permissions_as_nobody() {
             .evicted(p)
             .nobody(),
         case("-v -i closed_dir perm").evicted(p).nobody(),
-        case("perm/noexec/f perm/closed_dir/inner").evicted(p).nobody(),
+        case("perm/noexec/f perm/closed_dir/inner")
+            .evicted(p)
+            .nobody(),
         case("-f perm/noexec/f perm/noexec").evicted(p).nobody(),
         case("-v perm/noread perm/noread/g").evicted(p).nobody(),
         case("-b perm/secret perm/readable").evicted(p).nobody(),
@@ -648,7 +653,7 @@ fn permissions_as_nobody() {
         assert!(
             seen[0] == seen[1],
             "cache after `vmtouch {op} perm` as nobody:\n{}",
-            crate::vmtouch_harness::diff("vmtouch -v perm (as root)", &seen[0], &seen[1])
+            harness::diff("vmtouch -v perm (as root)", &seen[0], &seen[1])
         );
     }
 }
@@ -707,7 +712,7 @@ fn lock_with_pidfile_until_signal() {
                 assert_eq!(got, format!("{pid}\n"), "{side:?} {args}: pidfile content");
             }
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
-            let code = crate::vmtouch_harness::wait_or_kill(&mut child);
+            let code = harness::wait_or_kill(&mut child);
             let mut out = Vec::new();
             let mut err = Vec::new();
             use std::io::Read;
@@ -747,7 +752,7 @@ fn lock_with_pidfile_until_signal() {
             Some(want),
             "vmtouch {args}: exit status after {sig:?}"
         );
-        if let Some(d) = compare(&c, &crate::vmtouch_harness::Pair { real, ours }) {
+        if let Some(d) = compare(&c, &harness::Pair { real, ours }) {
             failures.push(d);
         }
     }
@@ -791,7 +796,7 @@ fn daemon_with_pidfile() {
                 .stderr(fs::File::create(&err_path).unwrap());
             let mut parent = cmd.spawn().unwrap();
             let parent_pid = parent.id() as i32;
-            let code = crate::vmtouch_harness::wait_or_kill(&mut parent);
+            let code = harness::wait_or_kill(&mut parent);
             wait_until("the daemon's pidfile", || {
                 fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
             });
@@ -825,7 +830,7 @@ fn daemon_with_pidfile() {
                 "{side:?} {args}: the daemon's fds 0-2"
             );
             assert_ne!(
-                crate::vmtouch_harness::proc_status(daemon, "PPid"),
+                harness::proc_status(daemon, "PPid"),
                 Some(parent_pid.to_string()),
                 "{side:?} {args}: the daemon is still the parent's child"
             );
@@ -835,8 +840,7 @@ fn daemon_with_pidfile() {
             )
             .unwrap();
             wait_until("the daemon to exit", || {
-                crate::vmtouch_harness::proc_status(daemon, "State")
-                    .map_or(true, |s| s.starts_with('Z'))
+                harness::proc_status(daemon, "State").map_or(true, |s| s.starts_with('Z'))
             });
             assert!(
                 !pidfile.exists(),
@@ -851,7 +855,7 @@ fn daemon_with_pidfile() {
         let ours = runs.pop().unwrap();
         let real = runs.pop().unwrap();
         assert_eq!(real.code, Some(0), "vmtouch {args}: parent exit status");
-        if let Some(d) = compare(&c, &crate::vmtouch_harness::Pair { real, ours }) {
+        if let Some(d) = compare(&c, &harness::Pair { real, ours }) {
             failures.push(d);
         }
     }
@@ -887,7 +891,7 @@ fn daemon_releases_the_callers_stdout() {
         let pipe = fs::metadata(format!("/proc/self/fd/{}", stdout.as_raw_fd()))
             .unwrap()
             .ino();
-        let code = crate::vmtouch_harness::wait_or_kill(&mut parent);
+        let code = harness::wait_or_kill(&mut parent);
         let daemon: i32 = fs::read_to_string(env.path("pidfile"))
             .unwrap()
             .trim()
@@ -1091,7 +1095,7 @@ fn documented_differences_output() {
     assert_ours(&env, &prep(case("-o json big64")), "", "", 0);
     // The usage text is 1.3.1's: no -o line, even though -o is accepted.
     let usage = case("-o kv");
-    let r = crate::vmtouch_harness::run_ours(&env, &usage);
+    let r = harness::run_ours(&env, &usage);
     assert_eq!(r.code, Some(1));
     assert!(r
         .out()
@@ -1141,7 +1145,7 @@ fn documented_difference_locked_line_is_flushed() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let code = crate::vmtouch_harness::wait_or_kill(&mut child);
+    let code = harness::wait_or_kill(&mut child);
     assert_eq!(code, Some(128 + 15), "killed by SIGTERM without a pidfile");
     let mut err = String::new();
     child
@@ -1155,7 +1159,7 @@ fn documented_difference_locked_line_is_flushed() {
         "vmtouch: WARNING: not following symbolic link tree/a/b/loop_up\n"
     );
     // vmtouch itself: the line is lost (it stays in the stdio buffer).
-    if Path::new(crate::vmtouch_harness::REAL).exists() {
+    if Path::new(harness::REAL).exists() {
         let mut cmd = env.command(Side::Real, &c);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -1169,10 +1173,7 @@ fn documented_difference_locked_line_is_flushed() {
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        assert_eq!(
-            crate::vmtouch_harness::wait_or_kill(&mut child),
-            Some(128 + 15)
-        );
+        assert_eq!(harness::wait_or_kill(&mut child), Some(128 + 15));
         let mut out = String::new();
         child
             .stdout
@@ -1231,7 +1232,7 @@ fn documented_difference_mount_roots_are_not_loops() {
     );
     assert_eq!(ours.err(), "");
     assert_eq!(ours.code, Some(0));
-    if Path::new(crate::vmtouch_harness::REAL).exists() {
+    if Path::new(harness::REAL).exists() {
         let real = run(Side::Real, &["-v", "mt"]);
         assert_eq!(
             real.err(),

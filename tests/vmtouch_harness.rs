@@ -464,6 +464,7 @@ pub fn compare(c: &Case, p: &Pair) -> Option<String> {
 
 /// Runs every case side by side and fails with all the diffs at once.
 pub fn check_all(env: &Env, cases: &[Case]) {
+    eprintln!("vmtouch side by side: {} cases", cases.len());
     let mut failures = Vec::new();
     for c in cases {
         let p = run_pair(env, c);
