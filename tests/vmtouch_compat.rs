@@ -996,6 +996,34 @@ fn lock_failure_as_nobody_with_low_memlock() {
     ));
 }
 
+/// Running out of file descriptors (RLIMIT_NOFILE lowered with prlimit): vmtouch opens its
+/// daemon pipe first (`FATAL: pipe: ...`), holds one descriptor per directory level, and on
+/// EMFILE raises the limit and retries, or stops with a FATAL when it may not (root without
+/// CAP_SYS_RESOURCE: "system open file limit reached"; others: "retry as root"). blobpin
+/// holds the same descriptors, so the limit bites at the same point.
+#[test]
+fn open_file_limit() {
+    if !have_vmtouch("open_file_limit") {
+        return;
+    }
+    let env = Env::new("vmt-nofile");
+    build_tree(&env);
+    let deep = (0..20).fold("deep".to_string(), |p, _| p + "/d");
+    file(&env, &format!("{deep}/f"), 10);
+    let mut cases = Vec::new();
+    for n in [4, 5, 6, 8, 10, 16, 30] {
+        cases.push(case("deep").nofile(n).evicted("deep"));
+        cases.push(case("-v deep tree/a").nofile(n).evicted("deep tree"));
+        cases.push(case("-e -v tree").nofile(n).evicted("tree"));
+    }
+    cases.push(case("-b missing tree/c").nofile(6).evicted("tree"));
+    if is_root() {
+        cases.push(case("deep").nofile(12).nobody().evicted("deep"));
+        cases.push(case("-v tree deep").nofile(8).nobody().evicted("deep tree"));
+    }
+    check_all(&env, &cases);
+}
+
 /// The documented differences from vmtouch 1.3.1 (man page, VMTOUCH COMPATIBILITY): blobpin's
 /// own output is asserted.
 #[test]

@@ -99,9 +99,14 @@ impl Env {
     /// The command for one side of a case (not yet spawned).
     pub fn command(&self, side: Side, case: &Case) -> Command {
         let mut wrapper: Vec<String> = Vec::new();
-        if let Some(n) = case.memlock {
+        if case.memlock.is_some() || case.nofile.is_some() {
             wrapper.push("prlimit".into());
+        }
+        if let Some(n) = case.memlock {
             wrapper.push(format!("--memlock={n}:{n}"));
+        }
+        if let Some(n) = case.nofile {
+            wrapper.push(format!("--nofile={n}:{n}"));
         }
         if case.nobody {
             wrapper.extend(
@@ -143,6 +148,8 @@ pub struct Case {
     pub nobody: bool,
     /// RLIMIT_MEMLOCK (soft and hard) set through prlimit.
     pub memlock: Option<u64>,
+    /// RLIMIT_NOFILE (soft and hard) set through prlimit.
+    pub nofile: Option<u64>,
     /// stdout and stderr into one pipe (checks their interleaving).
     pub merged: bool,
     /// argv[0] when not `vmtouch`.
@@ -198,6 +205,10 @@ impl Case {
         self.memlock = Some(bytes);
         self
     }
+    pub fn nofile(mut self, n: u64) -> Case {
+        self.nofile = Some(n);
+        self
+    }
     pub fn merged(mut self) -> Case {
         self.merged = true;
         self
@@ -222,6 +233,9 @@ impl Case {
         }
         if let Some(m) = self.memlock {
             n.push_str(&format!(" [memlock {m}]"));
+        }
+        if let Some(m) = self.nofile {
+            n.push_str(&format!(" [nofile {m}]"));
         }
         if self.merged {
             n.push_str(" [2>&1]");

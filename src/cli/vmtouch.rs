@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, LineWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -136,6 +136,12 @@ fn usage_exit(stdout: &mut dyn Write) -> ! {
 
 /// Runs vmtouch mode with the whole argv; returns only on paths that exit normally.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    // vmtouch opens its daemon pipe first of all, whatever the flags; so does blobpin, which
+    // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
+    let exit_pipe = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
+    };
     let prog = argv.first().cloned().unwrap_or_else(|| "vmtouch".into());
     let posixly = std::env::var_os("POSIXLY_CORRECT").is_some();
     let (items, operands) = getopt(&argv[1.min(argv.len())..], posixly);
@@ -251,8 +257,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         usage_exit(&mut early_out);
     }
 
-    let notify = if f.daemon { Some(daemonize(f.wait)) } else { None };
-    let notify = notify.flatten();
+    let notify = if f.daemon {
+        daemonize(f.wait, exit_pipe)
+    } else {
+        // Held open for the whole run, as vmtouch holds its pipe.
+        let _pipe = exit_pipe;
+        return run_crawl(f, operands, None);
+    };
     run_crawl(f, operands, notify)
 }
 
@@ -263,9 +274,8 @@ struct Notify {
 
 impl Notify {
     fn send(&self, code: u8) {
-        let mut f = File::from(self.fd.try_clone().expect("dup pipe"));
-        if let Err(e) = f.write_all(&[code]) {
-            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e));
+        if let Err(e) = nix::unistd::write(&self.fd, &[code]) {
+            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e.into()));
         }
     }
 }
@@ -273,11 +283,10 @@ impl Notify {
 /// `-d`: forks; the parent exits (at once, or with `-w` with the child's status once it has
 /// locked); the child starts a session and, without `-w`, points stdin and stdout at
 /// /dev/null. stderr stays open so a failure is still reported (vmtouch does the same).
-fn daemonize(wait: bool) -> Option<Notify> {
-    let (rd, wr) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
-    };
+fn daemonize(
+    wait: bool,
+    (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+) -> Option<Notify> {
     match sys::fork_single_threaded() {
         Err(e) => fatal(format!("fork: {}", sys::strerror(&e)).as_bytes(), None, None),
         Ok(sys::Forked::Parent(_)) => {
@@ -294,7 +303,8 @@ fn daemonize(wait: bool) -> Option<Notify> {
             }
         }
         Ok(sys::Forked::Child) => {
-            drop(rd);
+            // The child keeps both ends open for good, as vmtouch's does.
+            std::mem::forget(rd);
             if let Err(e) = nix::unistd::setsid() {
                 fatal(format!("setsid: {}", sys::strerror(&e.into())).as_bytes(), None, None);
             }
@@ -304,6 +314,7 @@ fn daemonize(wait: bool) -> Option<Notify> {
             if wait {
                 Some(Notify { fd: wr })
             } else {
+                std::mem::forget(wr);
                 None
             }
         }
@@ -325,18 +336,13 @@ fn reopen_std() {
 }
 
 /// stdout as C stdio buffers it: line buffered on a terminal, else fully buffered the way
-/// glibc does it (see [`StdioBuffer`]).
+/// glibc does it (see [`StdioBuffer`]). Writes go to fd 1 itself (no duplicate descriptor).
 fn c_stdout() -> Box<dyn Write> {
     let stdout = io::stdout();
-    let is_tty = stdout.is_terminal();
-    let file = match stdout.as_fd().try_clone_to_owned() {
-        Ok(fd) => File::from(fd),
-        Err(_) => return Box::new(stdout),
-    };
-    if is_tty {
-        Box::new(LineWriter::new(file))
+    if stdout.is_terminal() {
+        Box::new(stdout)
     } else {
-        Box::new(StdioBuffer::new(file))
+        Box::new(StdioBuffer::new(stdout))
     }
 }
 
@@ -346,21 +352,20 @@ fn c_stdout() -> Box<dyn Write> {
 /// out. Where stdout and stderr share a pipe (`2>&1`), the warnings then fall between the
 /// same bytes of stdout as vmtouch's do (std's `BufWriter` writes out earlier).
 struct StdioBuffer {
-    file: File,
+    out: io::Stdout,
     buf: Vec<u8>,
     size: usize,
     allocated: bool,
 }
 
 impl StdioBuffer {
-    fn new(file: File) -> StdioBuffer {
-        use std::os::unix::fs::MetadataExt;
-        let size = match file.metadata().map(|m| m.blksize()) {
-            Ok(b) if b > 0 => b as usize,
+    fn new(out: io::Stdout) -> StdioBuffer {
+        let size = match nix::sys::stat::fstat(&out) {
+            Ok(st) if st.st_blksize > 0 => st.st_blksize as usize,
             _ => 8192,
         };
         StdioBuffer {
-            file,
+            out,
             buf: Vec::with_capacity(size),
             size,
             allocated: false,
@@ -381,14 +386,17 @@ impl Write for StdioBuffer {
             self.allocated = true;
             self.flush()?;
             let direct = s.len() - s.len() % self.size;
-            self.file.write_all(&s[..direct])?;
+            self.out.write_all(&s[..direct])?;
+            self.out.flush()?;
             self.buf.extend_from_slice(&s[direct..]);
         }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let res = self.file.write_all(&self.buf);
+        // std's Stdout keeps a line buffer of its own: empty it at once, so the bytes reach
+        // fd 1 exactly when glibc's would.
+        let res = self.out.write_all(&self.buf).and_then(|()| self.out.flush());
         self.buf.clear();
         res
     }

@@ -137,11 +137,15 @@ impl Crawler {
             return Err(Fatal::Depth(path));
         }
         self.totals.dirs += 1;
-        let entries = match fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) => {
-                sink.warning(Warning::OpenDir(path, e));
-                return Ok(());
+        let entries = loop {
+            match fs::read_dir(&path) {
+                Ok(rd) => break rd,
+                // Out of descriptors: raise the limit and retry, as vmtouch does.
+                Err(e) if super::out_of_fds(&e) => super::raise_nofile_limit()?,
+                Err(e) => {
+                    sink.warning(Warning::OpenDir(path, e));
+                    return Ok(());
+                }
             }
         };
         self.ancestors.push(key);

@@ -76,11 +76,15 @@ impl FileWorker {
 
     /// Processes one regular file or block device.
     pub fn process(&mut self, path: &Path, sink: &mut dyn Sink) -> Result<Done, Fatal> {
-        let file = match open_noatime(path) {
-            Ok(f) => f,
-            Err(e) => {
-                sink.warning(Warning::Open(path.to_path_buf(), e));
-                return Ok(Done::default());
+        let file = loop {
+            match open_noatime(path) {
+                Ok(f) => break f,
+                // Out of descriptors: raise the limit and retry, as vmtouch does.
+                Err(e) if super::out_of_fds(&e) => super::raise_nofile_limit()?,
+                Err(e) => {
+                    sink.warning(Warning::Open(path.to_path_buf(), e));
+                    return Ok(Done::default());
+                }
             }
         };
         let meta = match file.metadata() {
