@@ -286,6 +286,19 @@ fn summaries_charts_and_ranges_on_big_files() {
         case("-v w/p1 s/sparse16g").touched("w/p1"),
         case("-e s/sparse16g"),
         case("-v -p 4k- w/p3.5").touched(all),
+        // With RLIMIT_AS set, mapping a 16 GiB file fails (and a 64 MiB one does not).
+        case("big64 s/sparse16g")
+            .evicted(all)
+            .address_space(1 << 30),
+        case("-e -v s/sparse16g w/p2")
+            .touched("w")
+            .address_space(1 << 30),
+        case("-t -p 0-8k s/sparse16g")
+            .evicted("s")
+            .address_space(1 << 30),
+        case("-v -p 0-8k s/sparse16g")
+            .evicted("s")
+            .address_space(1 << 30),
     ];
     check_all(&env, &cases);
 }

@@ -99,7 +99,7 @@ impl Env {
     /// The command for one side of a case (not yet spawned).
     pub fn command(&self, side: Side, case: &Case) -> Command {
         let mut wrapper: Vec<String> = Vec::new();
-        if case.memlock.is_some() || case.nofile.is_some() {
+        if case.memlock.is_some() || case.nofile.is_some() || case.address_space.is_some() {
             wrapper.push("prlimit".into());
         }
         if let Some(n) = case.memlock {
@@ -107,6 +107,9 @@ impl Env {
         }
         if let Some(n) = case.nofile {
             wrapper.push(format!("--nofile={n}:{n}"));
+        }
+        if let Some(n) = case.address_space {
+            wrapper.push(format!("--as={n}:{n}"));
         }
         if case.nobody {
             wrapper.extend(
@@ -150,6 +153,8 @@ pub struct Case {
     pub memlock: Option<u64>,
     /// RLIMIT_NOFILE (soft and hard) set through prlimit.
     pub nofile: Option<u64>,
+    /// RLIMIT_AS (soft and hard) set through prlimit.
+    pub address_space: Option<u64>,
     /// stdout and stderr into one pipe (checks their interleaving).
     pub merged: bool,
     /// argv[0] when not `vmtouch`.
@@ -209,6 +214,10 @@ impl Case {
         self.nofile = Some(n);
         self
     }
+    pub fn address_space(mut self, n: u64) -> Case {
+        self.address_space = Some(n);
+        self
+    }
     pub fn merged(mut self) -> Case {
         self.merged = true;
         self
@@ -236,6 +245,9 @@ impl Case {
         }
         if let Some(m) = self.nofile {
             n.push_str(&format!(" [nofile {m}]"));
+        }
+        if let Some(m) = self.address_space {
+            n.push_str(&format!(" [address space {m}]"));
         }
         if self.merged {
             n.push_str(" [2>&1]");

@@ -49,6 +49,9 @@ pub struct FileWorker {
     page: u64,
     cachestat: bool,
     plain_fs: HashMap<u64, bool>,
+    /// Map every file first, as vmtouch does: set when RLIMIT_AS is finite, where a mapping
+    /// can fail for want of address space.
+    map_first: bool,
     kept: Vec<Mapping>,
     kept_pages: u64,
 }
@@ -64,6 +67,8 @@ impl FileWorker {
             page: sys::page_size(),
             cachestat: true,
             plain_fs: HashMap::new(),
+            map_first: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
+                .map_or(true, |(soft, _)| soft != nix::sys::resource::RLIM_INFINITY),
             kept: Vec::new(),
             kept_pages: 0,
         }
@@ -120,7 +125,13 @@ impl FileWorker {
         let pages = span.pages(self.page);
         // An absurd vmtouch range (see `Range::apply_vmtouch`) is mapped first so that it
         // fails in mmap with vmtouch's warnings instead of being measured.
-        let plain = !is_block && span.is_sane() && self.is_plain_fs(&file, meta.dev());
+        // So is a span too long for the address space (64 TiB and more), and every file when
+        // RLIMIT_AS is set: there too vmtouch's mmap can fail.
+        let plain = !is_block
+            && span.is_sane()
+            && span.len < 1 << 46
+            && !self.map_first
+            && self.is_plain_fs(&file, meta.dev());
         let mut mapping = None;
         if !plain || self.op.keeps_mappings() || self.page_maps {
             match map_or_warn(&file, span, path, self.op, sink) {
