@@ -672,8 +672,9 @@ fn permissions_as_nobody() {
 }
 
 /// `-l -P` and `-L -P`: the lock is held until SIGTERM; the pidfile holds the locker's pid,
-/// is removed on SIGTERM/SIGINT/SIGQUIT, and the exit status is 0. Needs root (mlock of a
-/// few pages fits the default limit, but the VmLck check reads /proc of the child).
+/// is removed on SIGTERM/SIGINT/SIGQUIT, and the exit status is 0; SIGHUP kills and leaves
+/// it. The signal is sent once /proc shows the pages locked and the process asleep. Every
+/// locker is killed by pid when the test ends, whatever happens (`KillOnDrop`).
 #[test]
 fn lock_with_pidfile_until_signal() {
     if !have_vmtouch("lock_with_pidfile_until_signal") {
