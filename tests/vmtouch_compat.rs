@@ -55,6 +55,7 @@ fn options_usage_validation_and_grammar() {
     let env = Env::new("vmt-options");
     file(&env, "f", 8 * 4096);
     file(&env, "g", 3 * 4096);
+    std::os::unix::fs::symlink("selfloop", env.path("selfloop")).unwrap();
     let ev = "f g";
     let cases = vec![
         // Usage: no paths, `-h` is not help, argv[0] as invoked.
@@ -190,6 +191,11 @@ fn options_usage_validation_and_grammar() {
                 .collect::<Vec<_>>(),
         )
         .evicted(ev),
+        // Messages longer than vmtouch's 4096-byte buffer are cut to 4095 bytes.
+        Case::argv(&["-i", &"p".repeat(5000), "f"]),
+        Case::argv(&["a/".repeat(2100).as_str(), "f"]).evicted(ev),
+        Case::argv(&["-b", "q/".repeat(2100).as_str()]),
+        Case::argv(&["-v", &"x".repeat(300), "f"]).evicted(ev),
         // Paths that do not exist.
         case("/nonexistent").evicted(ev),
         case("-q /nonexistent").evicted(ev),
@@ -197,6 +203,7 @@ fn options_usage_validation_and_grammar() {
         case("nodir/").evicted(ev),
         case("f/").evicted(ev),
         case("f/x").evicted(ev),
+        case("-f selfloop").evicted(ev),
     ];
     check_all(&env, &cases);
 }
@@ -687,24 +694,41 @@ fn lock_with_pidfile_until_signal() {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     // (arguments, signal, kB that must be locked before signalling)
     let sys = sys_file();
-    let scenarios: &[(&str, nix::sys::signal::Signal, u64)] = &[
-        ("-l -P pidfile tree/a", SIGTERM, 24),
-        ("-L -P pidfile tree/a", SIGTERM, 24),
-        ("-l -v -P pidfile tree/a/b tree/c", SIGINT, 24),
-        ("-q -l -P pidfile tree/a", SIGQUIT, 24),
-        ("-l -P nodir/pidfile tree/a", SIGTERM, 24),
-        ("-l -P pidfile tree/a/b", SIGHUP, 4),
-        ("-l -v -p 4k-8k -P pidfile tree/a", SIGTERM, 4),
-        ("-l -m 5000 -P pidfile tree", SIGTERM, 4),
-        ("-l -P pidfile tree/empty /nonexistent", SIGTERM, 0),
+    let scenarios: Vec<(Case, nix::sys::signal::Signal, u64)> = vec![
+        (case("-l -P pidfile tree/a"), SIGTERM, 24),
+        (case("-L -P pidfile tree/a"), SIGTERM, 24),
+        (case("-l -v -P pidfile tree/a/b tree/c"), SIGINT, 24),
+        (case("-q -l -P pidfile tree/a"), SIGQUIT, 24),
+        (case("-l -P nodir/pidfile tree/a"), SIGTERM, 24),
+        (case("-l -P pidfile tree/a/b"), SIGHUP, 4),
+        (case("-l -v -p 4k-8k -P pidfile tree/a"), SIGTERM, 4),
+        (case("-l -m 5000 -P pidfile tree"), SIGTERM, 4),
+        (case("-l -P pidfile tree/empty /nonexistent"), SIGTERM, 0),
         // A failed mmap under -l: no bogus munmap warning (mappings are kept).
-        (&format!("-l -P pidfile {sys} tree/a/b"), SIGTERM, 4),
-        (&format!("-L -v -P pidfile {sys} tree/a/code.c"), SIGTERM, 4),
-        ("-l -v -b list -P pidfile", SIGTERM, 4),
+        (case(&format!("-l -P pidfile {sys} tree/a/b")), SIGTERM, 4),
+        (
+            case(&format!("-L -v -P pidfile {sys} tree/a/code.c")),
+            SIGTERM,
+            4,
+        ),
+        (case("-l -v -b list -P pidfile"), SIGTERM, 4),
+        // A pidfile path that is not UTF-8 is reported byte for byte.
+        (
+            Case::argv(&[
+                std::ffi::OsStr::new("-l"),
+                std::ffi::OsStr::new("-P"),
+                std::os::unix::ffi::OsStrExt::from_bytes(b"nodir/\xffpid"),
+                std::ffi::OsStr::new("tree/a/b"),
+            ]),
+            SIGTERM,
+            4,
+        ),
     ];
     fs::write(env.path("list"), "tree/c/f3\ntree/nonexistent\n").unwrap();
-    for &(args, sig, kb) in scenarios {
-        let c = case(args).touched("tree");
+    for (c, sig, kb) in scenarios {
+        let c = c.touched("tree");
+        let args = c.name();
+        let writes_pidfile = c.args.iter().any(|a| a == "pidfile");
         let mut outs = Vec::new();
         for side in [Side::Real, Side::Ours] {
             let _ = fs::remove_file(env.path("pidfile"));
@@ -715,7 +739,6 @@ fn lock_with_pidfile_until_signal() {
             let mut child = cmd.spawn().unwrap();
             let pid = child.id() as i32;
             guard.add(pid);
-            let writes_pidfile = !args.contains("nodir/");
             wait_until("the lock to be held", || {
                 holding_locks(pid, kb)
                     && (!writes_pidfile

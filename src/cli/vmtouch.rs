@@ -112,13 +112,29 @@ struct Flags {
     output: Option<OsString>,
 }
 
+/// vmtouch formats its messages into a 4096-byte buffer (`vsnprintf`): a longer message is
+/// cut to 4095 bytes, losing its end.
+const C_MSG_MAX: usize = 4095;
+
+/// `<prefix><msg>\n` on stderr, `msg` cut as vmtouch cuts it.
+fn c_message(prefix: &[u8], msg: &[u8]) {
+    let mut line = prefix.to_vec();
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
+    line.push(b'\n');
+    let _ = io::stderr().write_all(&line);
+}
+
+/// `vmtouch: WARNING: msg` on stderr, unless quiet.
+fn warning(quiet: bool, msg: &[u8]) {
+    if !quiet {
+        c_message(b"vmtouch: WARNING: ", msg);
+    }
+}
+
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
-    let mut line = b"vmtouch: FATAL: ".to_vec();
-    line.extend_from_slice(msg);
-    line.push(b'\n');
-    let _ = io::stderr().write_all(&line);
+    c_message(b"vmtouch: FATAL: ", msg);
     if let Some(n) = notify {
         n.send(1);
     }
@@ -410,12 +426,7 @@ struct VmSink<'a> {
 
 impl Sink for VmSink<'_> {
     fn warning(&mut self, w: Warning) {
-        if !self.quiet {
-            let mut line = b"vmtouch: WARNING: ".to_vec();
-            line.extend_from_slice(&w.to_bytes());
-            line.push(b'\n');
-            let _ = io::stderr().write_all(&line);
-        }
+        warning(self.quiet, &w.to_bytes());
     }
 
     fn chart(&mut self, path: &Path, map: &PageMap, phase: ChartPhase) {
@@ -499,7 +510,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         }
         let pidfile = f.pidfile.map(PathBuf::from);
         let signals = pidfile.as_ref().map(|p| {
-            let set = hold_signals();
+            let set = hold_signals(f.quiet);
             write_pidfile(p, f.quiet);
             set
         });
@@ -594,7 +605,7 @@ fn crawl_all(
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the
 /// pidfile (vmtouch installs handlers for the same three).
-fn hold_signals() -> nix::sys::signal::SigSet {
+fn hold_signals(quiet: bool) -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -602,32 +613,36 @@ fn hold_signals() -> nix::sys::signal::SigSet {
     set.add(Signal::SIGQUIT);
     if let Err(e) = set.thread_block() {
         let w = format!(
-            "vmtouch: WARNING: unable to register signals for pidfile ({}), skipping\n",
+            "unable to register signals for pidfile ({}), skipping",
             sys::strerror(&e.into())
         );
-        let _ = io::stderr().write_all(w.as_bytes());
+        warning(quiet, w.as_bytes());
     }
     set
 }
 
+/// A warning about the pidfile `path` (raw bytes, not re-encoded).
+fn pidfile_warning(quiet: bool, before: &str, path: &Path, after: String) {
+    let msg = [before.as_bytes(), path.as_os_str().as_bytes(), after.as_bytes()].concat();
+    warning(quiet, &msg);
+}
+
 fn write_pidfile(path: &Path, quiet: bool) {
-    let warn = |msg: String| {
-        if !quiet {
-            let _ = io::stderr().write_all(format!("vmtouch: WARNING: {msg}\n").as_bytes());
-        }
-    };
-    let shown = path.display();
     match File::create(path) {
-        Err(e) => warn(format!(
-            "unable to open pidfile {shown} ({}), skipping",
-            sys::strerror(&e)
-        )),
+        Err(e) => pidfile_warning(
+            quiet,
+            "unable to open pidfile ",
+            path,
+            format!(" ({}), skipping", sys::strerror(&e)),
+        ),
         Ok(mut file) => {
             if let Err(e) = writeln!(file, "{}", std::process::id()) {
-                warn(format!(
-                    "unable to write to pidfile {shown} ({}), deleting it",
-                    sys::strerror(&e)
-                ));
+                pidfile_warning(
+                    quiet,
+                    "unable to write to pidfile ",
+                    path,
+                    format!(" ({}), deleting it", sys::strerror(&e)),
+                );
                 remove_pidfile(path, quiet);
             }
         }
@@ -636,13 +651,13 @@ fn write_pidfile(path: &Path, quiet: bool) {
 
 fn remove_pidfile(path: &Path, quiet: bool) {
     if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound && !quiet {
-            let msg = format!(
-                "vmtouch: WARNING: unable to remove pidfile {} ({})\n",
-                path.display(),
-                sys::strerror(&e)
+        if e.kind() != io::ErrorKind::NotFound {
+            pidfile_warning(
+                quiet,
+                "unable to remove pidfile ",
+                path,
+                format!(" ({})", sys::strerror(&e)),
             );
-            let _ = io::stderr().write_all(msg.as_bytes());
         }
     }
 }
