@@ -114,6 +114,7 @@ fn options_usage_validation_and_grammar() {
         case("-p 1-2-3 -m 1x f"),
         case("-z -m 1x f"),
         case("-m 1x -z f"),
+        case("-q -m 1x f"),
         // Sizes (-m).
         case("-m 8k f g").evicted(ev),
         case("-m 32767 f g").evicted(ev),
@@ -420,6 +421,13 @@ fn crawl_tree_and_special_files() {
         case(&format!("-t {sys_file}")),
         case(&format!("-e {sys_file}")),
         case("/dev/null /dev/zero"),
+        // Whole /proc and /sys directories (opened read-only, never written).
+        case("-v /proc/sys/kernel/random"),
+        case("-t /proc/sys/kernel/random"),
+        case(&format!(
+            "-e {}",
+            Path::new(sys_file).parent().unwrap().display()
+        )),
         case("-f /dev/stdin"),
         // Crawl depth and paths too long for PATH_MAX.
         case("deep"),
