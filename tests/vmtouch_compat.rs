@@ -907,6 +907,74 @@ fn daemon_with_pidfile() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `-d -w`: the daemon dies before it has locked (killed while it waits to open its batch
+/// list, a FIFO nobody writes): the parent reports `daemon shut down unexpectedly`, exit 1.
+#[test]
+fn daemon_dies_before_locking() {
+    if !have_vmtouch("daemon_dies_before_locking") {
+        return;
+    }
+    let env = Env::new("vmt-daemon-dies");
+    build_tree(&env);
+    let mut guard = KillOnDrop::default();
+    let c = case("-d -w -l -b tree/fifo");
+    let mut runs = Vec::new();
+    for side in [Side::Real, Side::Ours] {
+        let mut cmd = env.command(side, &c);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut parent = cmd.spawn().unwrap();
+        let parent_pid = parent.id() as i32;
+        guard.add(parent_pid);
+        // The daemon is the parent's child, asleep in open(2) of the FIFO.
+        let mut daemon = None;
+        wait_until("the daemon to block on its batch FIFO", || {
+            daemon = child_of(parent_pid);
+            daemon.is_some_and(|d| {
+                harness::proc_status(d, "State").is_some_and(|s| s.starts_with('S'))
+            })
+        });
+        let daemon = daemon.unwrap();
+        guard.add(daemon);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let code = harness::wait_or_kill(&mut parent);
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        parent.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        parent.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+        runs.push(crate::common::Run {
+            stdout: out,
+            stderr: err,
+            code,
+        });
+    }
+    let ours = runs.pop().unwrap();
+    let real = runs.pop().unwrap();
+    assert_eq!(
+        real.err(),
+        "vmtouch: FATAL: daemon shut down unexpectedly\n"
+    );
+    assert_eq!(real.code, Some(1));
+    if let Some(d) = compare(&c, &harness::Pair { real, ours }) {
+        panic!("{d}");
+    }
+}
+
+/// The pid of a child of `parent`, if it has one.
+fn child_of(parent: i32) -> Option<i32> {
+    fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let ppid: i32 = harness::proc_status(pid, "PPid")?.parse().ok()?;
+        (ppid == parent).then_some(pid)
+    })
+}
+
 /// `out=$(vmtouch -d -w -l f)`: the daemon must not keep the caller's stdout pipe open, or the
 /// command substitution never ends. Checked on the daemon's open files, then by reading the
 /// pipe to its end: `LOCKED` is captured on both sides.

@@ -542,27 +542,39 @@ pub fn assert_ours(env: &Env, c: &Case, stdout: &str, stderr: &str, code: i32) {
 }
 
 /// Kills the processes it holds (by pid, SIGKILL) when dropped: lock holders never outlive a
-/// test, even a failing one.
+/// test, even a failing one. Each pid is remembered with its start time, so a pid that was
+/// reused by another process after ours ended is left alone.
 #[derive(Default)]
 pub struct KillOnDrop {
-    pids: Vec<i32>,
+    pids: Vec<(i32, u64)>,
 }
 
 impl KillOnDrop {
     pub fn add(&mut self, pid: i32) {
-        self.pids.push(pid);
+        if let Some(t) = start_time(pid) {
+            self.pids.push((pid, t));
+        }
     }
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        for &pid in &self.pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for &(pid, t) in &self.pids {
+            if start_time(pid) == Some(t) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), if it exists.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Waits until `cond` holds (the watchdog limit turns a hang into a failure).
