@@ -486,7 +486,7 @@ fn build_long_paths(env: &Env) {
         let next = openat(
             &dir,
             level.as_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .unwrap();
@@ -495,7 +495,7 @@ fn build_long_paths(env: &Env) {
             let f = openat(
                 &next,
                 "ok",
-                OFlag::O_CREAT | OFlag::O_WRONLY,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o644),
             )
             .unwrap();
@@ -507,7 +507,7 @@ fn build_long_paths(env: &Env) {
     let f = openat(
         &dir,
         too_long.as_str(),
-        OFlag::O_CREAT | OFlag::O_WRONLY,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o644),
     )
     .unwrap();
