@@ -156,11 +156,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
     let exit_pipe = match nix::unistd::pipe() {
         Ok(p) => p,
-        Err(e) => fatal(
-            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
-            None,
-            None,
-        ),
+        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
     };
     let prog = argv.first().cloned().unwrap_or_else(|| "vmtouch".into());
     let posixly = std::env::var_os("POSIXLY_CORRECT").is_some();
@@ -188,11 +184,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 usage_exit(&mut early_out);
             }
         };
-        let text = || {
-            arg.as_ref()
-                .map(|a| a.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let text = || arg.as_ref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
         match c {
             b't' => f.touch = true,
             b'e' => f.evict = true,
@@ -223,14 +215,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             },
             b'i' | b'I' => {
                 let pat = arg.expect("getopt gives an argument");
-                let list = if c == b'i' {
-                    &mut f.ignore
-                } else {
-                    &mut f.include
-                };
+                let list = if c == b'i' { &mut f.ignore } else { &mut f.include };
                 if pat.len() > MAX_PATTERN_LEN {
-                    let mut m =
-                        format!("too long pattern provided to -{}: ", c as char).into_bytes();
+                    let mut m = format!("too long pattern provided to -{}: ", c as char).into_bytes();
                     m.extend_from_slice(pat.as_bytes());
                     fatal(&m, None, None);
                 }
@@ -304,11 +291,7 @@ struct Notify {
 impl Notify {
     fn send(&self, code: u8) {
         if let Err(e) = nix::unistd::write(&self.fd, &[code]) {
-            let _ = write!(
-                io::stderr(),
-                "vmtouch: FATAL: write: {}",
-                sys::strerror(&e.into())
-            );
+            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e.into()));
         }
     }
 }
@@ -316,13 +299,12 @@ impl Notify {
 /// `-d`: forks; the parent exits (at once, or with `-w` with the child's status once it has
 /// locked); the child starts a session and, without `-w`, points stdin and stdout at
 /// /dev/null. stderr stays open so a failure is still reported (vmtouch does the same).
-fn daemonize(wait: bool, (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd)) -> Option<Notify> {
+fn daemonize(
+    wait: bool,
+    (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+) -> Option<Notify> {
     match sys::fork_single_threaded() {
-        Err(e) => fatal(
-            format!("fork: {}", sys::strerror(&e)).as_bytes(),
-            None,
-            None,
-        ),
+        Err(e) => fatal(format!("fork: {}", sys::strerror(&e)).as_bytes(), None, None),
         Ok(sys::Forked::Parent(_)) => {
             drop(wr);
             if !wait {
@@ -333,22 +315,14 @@ fn daemonize(wait: bool, (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd))
             match f.read(&mut buf) {
                 Ok(1) => std::process::exit(buf[0] as i32),
                 Ok(_) => fatal(b"daemon shut down unexpectedly", None, None),
-                Err(e) => fatal(
-                    format!("read: {}", sys::strerror(&e)).as_bytes(),
-                    None,
-                    None,
-                ),
+                Err(e) => fatal(format!("read: {}", sys::strerror(&e)).as_bytes(), None, None),
             }
         }
         Ok(sys::Forked::Child) => {
             // The child keeps both ends open for good, as vmtouch's does.
             std::mem::forget(rd);
             if let Err(e) = nix::unistd::setsid() {
-                fatal(
-                    format!("setsid: {}", sys::strerror(&e.into())).as_bytes(),
-                    None,
-                    None,
-                );
+                fatal(format!("setsid: {}", sys::strerror(&e.into())).as_bytes(), None, None);
             }
             if !wait {
                 reopen_std();
@@ -373,11 +347,7 @@ fn reopen_std() {
         Ok(())
     })();
     if let Err(e) = res {
-        fatal(
-            format!("freopen: {}", sys::strerror(&e)).as_bytes(),
-            None,
-            None,
-        );
+        fatal(format!("freopen: {}", sys::strerror(&e)).as_bytes(), None, None);
     }
 }
 
@@ -442,10 +412,7 @@ impl Write for StdioBuffer {
     fn flush(&mut self) -> io::Result<()> {
         // std's Stdout keeps a line buffer of its own: empty it at once, so the bytes reach
         // fd 1 exactly when glibc's would.
-        let res = self
-            .out
-            .write_all(&self.buf)
-            .and_then(|()| self.out.flush());
+        let res = self.out.write_all(&self.buf).and_then(|()| self.out.flush());
         self.buf.clear();
         res
     }
@@ -521,13 +488,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
             quiet: f.quiet,
             verbose,
         };
-        crawl_all(
-            &mut crawler,
-            f.batch.as_deref(),
-            f.nul,
-            &operands,
-            &mut sink,
-        )
+        crawl_all(&mut crawler, f.batch.as_deref(), f.nul, &operands, &mut sink)
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
@@ -540,7 +501,8 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
     if f.lock || f.lockall {
         let (kept, _pages) = crawler.into_worker().into_kept();
         if f.lockall {
-            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
+            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT)
+            {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
                 print_lock_hints(&err);
                 fatal(&err.to_bytes(), Some(&mut *stdout), notify.as_ref());
@@ -661,12 +623,7 @@ fn hold_signals(quiet: bool) -> nix::sys::signal::SigSet {
 
 /// A warning about the pidfile `path` (raw bytes, not re-encoded).
 fn pidfile_warning(quiet: bool, before: &str, path: &Path, after: String) {
-    let msg = [
-        before.as_bytes(),
-        path.as_os_str().as_bytes(),
-        after.as_bytes(),
-    ]
-    .concat();
+    let msg = [before.as_bytes(), path.as_os_str().as_bytes(), after.as_bytes()].concat();
     warning(quiet, &msg);
 }
 
