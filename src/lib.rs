@@ -7,11 +7,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod doctor;
 pub mod exit;
 pub mod report;
 pub mod residency;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(feature = "tracker")]
+pub mod tracker;
 
 use std::ffi::OsString;
 

@@ -3,4 +3,10 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod doctor;
+mod generated;
+mod lock;
+mod modern;
+mod parallel;
+mod tracker;
 mod vmtouch_compat;

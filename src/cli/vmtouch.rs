@@ -134,7 +134,26 @@ fn warning(quiet: bool, msg: &[u8]) {
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
-    c_message(b"vmtouch: FATAL: ", msg);
+    fatal_with_hints(msg, &[], stdout, notify)
+}
+
+/// [`fatal`], with extra lines after the FATAL line, each indented by two spaces (blobpin's
+/// only addition to vmtouch's output: the memlock doctor under a failed lock).
+fn fatal_with_hints(
+    msg: &[u8],
+    hints: &[String],
+    stdout: Option<&mut dyn Write>,
+    notify: Option<&Notify>,
+) -> ! {
+    let mut line = b"vmtouch: FATAL: ".to_vec();
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
+    line.push(b'\n');
+    for h in hints {
+        line.extend_from_slice(b"  ");
+        line.extend_from_slice(h.as_bytes());
+        line.push(b'\n');
+    }
+    let _ = io::stderr().write_all(&line);
     if let Some(n) = notify {
         n.send(1);
     }
@@ -156,7 +175,11 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
     let exit_pipe = match nix::unistd::pipe() {
         Ok(p) => p,
-        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
+        Err(e) => fatal(
+            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
+            None,
+            None,
+        ),
     };
     let prog = argv.first().cloned().unwrap_or_else(|| "vmtouch".into());
     let posixly = std::env::var_os("POSIXLY_CORRECT").is_some();
@@ -184,7 +207,11 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 usage_exit(&mut early_out);
             }
         };
-        let text = || arg.as_ref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = || {
+            arg.as_ref()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         match c {
             b't' => f.touch = true,
             b'e' => f.evict = true,
@@ -215,9 +242,14 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             },
             b'i' | b'I' => {
                 let pat = arg.expect("getopt gives an argument");
-                let list = if c == b'i' { &mut f.ignore } else { &mut f.include };
+                let list = if c == b'i' {
+                    &mut f.ignore
+                } else {
+                    &mut f.include
+                };
                 if pat.len() > MAX_PATTERN_LEN {
-                    let mut m = format!("too long pattern provided to -{}: ", c as char).into_bytes();
+                    let mut m =
+                        format!("too long pattern provided to -{}: ", c as char).into_bytes();
                     m.extend_from_slice(pat.as_bytes());
                     fatal(&m, None, None);
                 }
@@ -291,7 +323,11 @@ struct Notify {
 impl Notify {
     fn send(&self, code: u8) {
         if let Err(e) = nix::unistd::write(&self.fd, &[code]) {
-            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e.into()));
+            let _ = write!(
+                io::stderr(),
+                "vmtouch: FATAL: write: {}",
+                sys::strerror(&e.into())
+            );
         }
     }
 }
@@ -299,12 +335,13 @@ impl Notify {
 /// `-d`: forks; the parent exits (at once, or with `-w` with the child's status once it has
 /// locked); the child starts a session and, without `-w`, points stdin and stdout at
 /// /dev/null. stderr stays open so a failure is still reported (vmtouch does the same).
-fn daemonize(
-    wait: bool,
-    (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
-) -> Option<Notify> {
+fn daemonize(wait: bool, (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd)) -> Option<Notify> {
     match sys::fork_single_threaded() {
-        Err(e) => fatal(format!("fork: {}", sys::strerror(&e)).as_bytes(), None, None),
+        Err(e) => fatal(
+            format!("fork: {}", sys::strerror(&e)).as_bytes(),
+            None,
+            None,
+        ),
         Ok(sys::Forked::Parent(_)) => {
             drop(wr);
             if !wait {
@@ -315,14 +352,22 @@ fn daemonize(
             match f.read(&mut buf) {
                 Ok(1) => std::process::exit(buf[0] as i32),
                 Ok(_) => fatal(b"daemon shut down unexpectedly", None, None),
-                Err(e) => fatal(format!("read: {}", sys::strerror(&e)).as_bytes(), None, None),
+                Err(e) => fatal(
+                    format!("read: {}", sys::strerror(&e)).as_bytes(),
+                    None,
+                    None,
+                ),
             }
         }
         Ok(sys::Forked::Child) => {
             // The child keeps both ends open for good, as vmtouch's does.
             std::mem::forget(rd);
             if let Err(e) = nix::unistd::setsid() {
-                fatal(format!("setsid: {}", sys::strerror(&e.into())).as_bytes(), None, None);
+                fatal(
+                    format!("setsid: {}", sys::strerror(&e.into())).as_bytes(),
+                    None,
+                    None,
+                );
             }
             if !wait {
                 reopen_std();
@@ -347,7 +392,11 @@ fn reopen_std() {
         Ok(())
     })();
     if let Err(e) = res {
-        fatal(format!("freopen: {}", sys::strerror(&e)).as_bytes(), None, None);
+        fatal(
+            format!("freopen: {}", sys::strerror(&e)).as_bytes(),
+            None,
+            None,
+        );
     }
 }
 
@@ -412,7 +461,10 @@ impl Write for StdioBuffer {
     fn flush(&mut self) -> io::Result<()> {
         // std's Stdout keeps a line buffer of its own: empty it at once, so the bytes reach
         // fd 1 exactly when glibc's would.
-        let res = self.out.write_all(&self.buf).and_then(|()| self.out.flush());
+        let res = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush());
         self.buf.clear();
         res
     }
@@ -481,31 +533,36 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::new(opts);
+    let mut crawler = Crawler::with_threads(opts, super::residency_cmd::threads());
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
             quiet: f.quiet,
             verbose,
         };
-        crawl_all(&mut crawler, f.batch.as_deref(), f.nul, &operands, &mut sink)
+        crawl_all(
+            &mut crawler,
+            f.batch.as_deref(),
+            f.nul,
+            &operands,
+            &mut sink,
+        )
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
-        print_lock_hints(&fatal_err);
-        fatal(&msg, Some(&mut *stdout), notify.as_ref());
+        let hints = print_lock_hints(&fatal_err);
+        fatal_with_hints(&msg, &hints, Some(&mut *stdout), notify.as_ref());
     }
     let elapsed = start.elapsed().as_secs_f64();
     let totals = crawler.totals();
 
     if f.lock || f.lockall {
-        let (kept, _pages) = crawler.into_worker().into_kept();
+        let (kept, _pages) = crawler.into_kept();
         if f.lockall {
-            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT)
-            {
+            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
-                print_lock_hints(&err);
-                fatal(&err.to_bytes(), Some(&mut *stdout), notify.as_ref());
+                let hints = print_lock_hints(&err);
+                fatal_with_hints(&err.to_bytes(), &hints, Some(&mut *stdout), notify.as_ref());
             }
         }
         let pidfile = f.pidfile.map(PathBuf::from);
@@ -600,7 +657,7 @@ fn crawl_all(
     for p in operands {
         crawler.crawl(Path::new(p), sink)?;
     }
-    Ok(())
+    crawler.finish(sink)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the
@@ -623,7 +680,12 @@ fn hold_signals(quiet: bool) -> nix::sys::signal::SigSet {
 
 /// A warning about the pidfile `path` (raw bytes, not re-encoded).
 fn pidfile_warning(quiet: bool, before: &str, path: &Path, after: String) {
-    let msg = [before.as_bytes(), path.as_os_str().as_bytes(), after.as_bytes()].concat();
+    let msg = [
+        before.as_bytes(),
+        path.as_os_str().as_bytes(),
+        after.as_bytes(),
+    ]
+    .concat();
     warning(quiet, &msg);
 }
 
@@ -686,10 +748,15 @@ fn hold(
     }
 }
 
-/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin may add indented
-/// hint lines on stderr (the memlock doctor). Printed before the FATAL line's exit.
-fn print_lock_hints(err: &Fatal) {
-    let _ = err;
+/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin adds indented
+/// hint lines on stderr after it (the memlock doctor's short form). Returns those lines
+/// (without the indentation, which `fatal_with_hints` adds); stdout and the exit status are
+/// untouched.
+fn print_lock_hints(err: &Fatal) -> Vec<String> {
+    match err {
+        Fatal::Mlock(..) | Fatal::Mlockall(..) => super::residency_cmd::lock_hints(err),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

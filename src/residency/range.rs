@@ -378,27 +378,56 @@ mod tests {
             Range::WHOLE.apply_vmtouch("nan(1)", P),
             Err(ParseError::OutOfOrder)
         );
-        assert!(Range::WHOLE.apply_vmtouch("k", P).unwrap().span(8192).unwrap().is_sane());
+        assert!(Range::WHOLE
+            .apply_vmtouch("k", P)
+            .unwrap()
+            .span(8192)
+            .unwrap()
+            .is_sane());
     }
 
     #[test]
     fn ranges_follow_vmtouch() {
         let r = |s: &str| Range::WHOLE.apply(s, P);
-        assert_eq!(r("16M"), Ok(Range { offset: 0, max_len: 16 << 20 }));
+        assert_eq!(
+            r("16M"),
+            Ok(Range {
+                offset: 0,
+                max_len: 16 << 20
+            })
+        );
         assert_eq!(r("-16M"), r("16M"));
         assert_eq!(r("0-16M"), r("16M"));
-        assert_eq!(r("16M-"), Ok(Range { offset: 16 << 20, max_len: 0 }));
+        assert_eq!(
+            r("16M-"),
+            Ok(Range {
+                offset: 16 << 20,
+                max_len: 0
+            })
+        );
         assert_eq!(r("-"), Ok(Range::WHOLE));
         assert_eq!(r("0"), Ok(Range::WHOLE));
         assert_eq!(r("0-0"), Ok(Range::WHOLE));
-        assert_eq!(r("5000-9000"), Ok(Range { offset: 4096, max_len: 9000 - 4096 }));
+        assert_eq!(
+            r("5000-9000"),
+            Ok(Range {
+                offset: 4096,
+                max_len: 9000 - 4096
+            })
+        );
         assert_eq!(r("16M-8M"), Err(ParseError::OutOfOrder));
         assert_eq!(r("4096-4096"), Err(ParseError::OutOfOrder));
         assert_eq!(r("1-2-3"), Err(ParseError::MultipleHyphens));
         assert_eq!(r("1x"), Err(ParseError::UnknownMultiplier('x')));
         // Q3: a second -p without an upper bound keeps the first one's length.
         let twice = r("0-8k").unwrap().apply("16k-", P).unwrap();
-        assert_eq!(twice, Range { offset: 16384, max_len: 8192 });
+        assert_eq!(
+            twice,
+            Range {
+                offset: 16384,
+                max_len: 8192
+            }
+        );
     }
 
     #[test]
