@@ -1130,6 +1130,15 @@ fn open_file_limit() {
         cases.push(case("-e -v tree").nofile(n).evicted("tree"));
     }
     cases.push(case("-b missing tree/c").nofile(6).evicted("tree"));
+    // Without -v (where blobpin would otherwise use worker threads holding files too).
+    for i in 0..50 {
+        file(&env, &format!("many/f{i}"), 100);
+    }
+    for n in [7, 8, 9] {
+        cases.push(case("tree many").nofile(n).evicted("tree many"));
+        cases.push(case("-e many tree").nofile(n).evicted("tree many"));
+        cases.push(case("-t many").nofile(n).evicted("many"));
+    }
     if is_root() {
         cases.push(case("deep").nofile(12).nobody().evicted("deep"));
         cases.push(case("-v tree deep").nofile(8).nobody().evicted("deep tree"));

@@ -22,6 +22,8 @@ use crate::residency::{
 };
 use crate::sys;
 
+/// Below this RLIMIT_NOFILE, files are processed on the crawling thread (see `run_crawl`).
+const MIN_NOFILE_FOR_THREADS: u64 = 256;
 /// vmtouch's optstring (HEAD's, with `-o`).
 const OPTSTRING: &[u8] = b"tevqlLdfFh0i:I:p:b:m:P:wo:";
 const MAX_PATTERNS: usize = 1024;
@@ -533,7 +535,14 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::with_threads(opts, super::residency_cmd::threads());
+    // vmtouch holds one descriptor per directory level and one file at a time. Under a low
+    // RLIMIT_NOFILE, worker threads holding files of their own would run out of descriptors
+    // where vmtouch does not: process the files on this thread then.
+    let threads = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft >= MIN_NOFILE_FOR_THREADS => super::residency_cmd::threads(),
+        _ => 0,
+    };
+    let mut crawler = Crawler::with_threads(opts, threads);
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
