@@ -9,3 +9,4 @@ mod lock;
 mod modern;
 mod parallel;
 mod tracker;
+mod vmtouch_compat;

@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, LineWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ use crate::residency::{
 };
 use crate::sys;
 
+/// Below this RLIMIT_NOFILE, files are processed on the crawling thread (see `run_crawl`).
+const MIN_NOFILE_FOR_THREADS: u64 = 256;
 /// vmtouch's optstring (HEAD's, with `-o`).
 const OPTSTRING: &[u8] = b"tevqlLdfFh0i:I:p:b:m:P:wo:";
 const MAX_PATTERNS: usize = 1024;
@@ -112,6 +114,25 @@ struct Flags {
     output: Option<OsString>,
 }
 
+/// vmtouch formats its messages into a 4096-byte buffer (`vsnprintf`): a longer message is
+/// cut to 4095 bytes, losing its end.
+const C_MSG_MAX: usize = 4095;
+
+/// `<prefix><msg>\n` on stderr, `msg` cut as vmtouch cuts it.
+fn c_message(prefix: &[u8], msg: &[u8]) {
+    let mut line = prefix.to_vec();
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
+    line.push(b'\n');
+    let _ = io::stderr().write_all(&line);
+}
+
+/// `vmtouch: WARNING: msg` on stderr, unless quiet.
+fn warning(quiet: bool, msg: &[u8]) {
+    if !quiet {
+        c_message(b"vmtouch: WARNING: ", msg);
+    }
+}
+
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
@@ -127,7 +148,7 @@ fn fatal_with_hints(
     notify: Option<&Notify>,
 ) -> ! {
     let mut line = b"vmtouch: FATAL: ".to_vec();
-    line.extend_from_slice(msg);
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
     line.push(b'\n');
     for h in hints {
         line.extend_from_slice(b"  ");
@@ -152,6 +173,16 @@ fn usage_exit(stdout: &mut dyn Write) -> ! {
 
 /// Runs vmtouch mode with the whole argv; returns only on paths that exit normally.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    // vmtouch opens its daemon pipe first of all, whatever the flags; so does blobpin, which
+    // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
+    let exit_pipe = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => fatal(
+            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
+            None,
+            None,
+        ),
+    };
     let prog = argv.first().cloned().unwrap_or_else(|| "vmtouch".into());
     let posixly = std::env::var_os("POSIXLY_CORRECT").is_some();
     let (items, operands) = getopt(&argv[1.min(argv.len())..], posixly);
@@ -202,12 +233,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             b'h' => f.count_hardlinks = true,
             b'w' => f.wait = true,
             b'0' => f.nul = true,
-            b'p' => match f.range.apply(&text(), page) {
+            b'p' => match f.range.apply_vmtouch(&text(), page) {
                 Ok(r) => f.range = r,
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
-            b'm' => match crate::residency::range::parse_size(&text()) {
-                Ok(v) => f.max_size = Some(v),
+            b'm' => match crate::residency::range::parse_size_vmtouch(&text()) {
+                // `(size_t)` of vmtouch's int64_t: the bit pattern.
+                Ok(v) => f.max_size = Some(v as u64),
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
             b'i' | b'I' => {
@@ -276,11 +308,12 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     }
 
     let notify = if f.daemon {
-        Some(daemonize(f.wait))
+        daemonize(f.wait, exit_pipe)
     } else {
-        None
+        // Held open for the whole run, as vmtouch holds its pipe.
+        let _pipe = exit_pipe;
+        return run_crawl(f, operands, None);
     };
-    let notify = notify.flatten();
     run_crawl(f, operands, notify)
 }
 
@@ -291,9 +324,12 @@ struct Notify {
 
 impl Notify {
     fn send(&self, code: u8) {
-        let mut f = File::from(self.fd.try_clone().expect("dup pipe"));
-        if let Err(e) = f.write_all(&[code]) {
-            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e));
+        if let Err(e) = nix::unistd::write(&self.fd, &[code]) {
+            let _ = write!(
+                io::stderr(),
+                "vmtouch: FATAL: write: {}",
+                sys::strerror(&e.into())
+            );
         }
     }
 }
@@ -301,15 +337,7 @@ impl Notify {
 /// `-d`: forks; the parent exits (at once, or with `-w` with the child's status once it has
 /// locked); the child starts a session and, without `-w`, points stdin and stdout at
 /// /dev/null. stderr stays open so a failure is still reported (vmtouch does the same).
-fn daemonize(wait: bool) -> Option<Notify> {
-    let (rd, wr) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => fatal(
-            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
-            None,
-            None,
-        ),
-    };
+fn daemonize(wait: bool, (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd)) -> Option<Notify> {
     match sys::fork_single_threaded() {
         Err(e) => fatal(
             format!("fork: {}", sys::strerror(&e)).as_bytes(),
@@ -334,7 +362,8 @@ fn daemonize(wait: bool) -> Option<Notify> {
             }
         }
         Ok(sys::Forked::Child) => {
-            drop(rd);
+            // The child keeps both ends open for good, as vmtouch's does.
+            std::mem::forget(rd);
             if let Err(e) = nix::unistd::setsid() {
                 fatal(
                     format!("setsid: {}", sys::strerror(&e.into())).as_bytes(),
@@ -348,6 +377,7 @@ fn daemonize(wait: bool) -> Option<Notify> {
             if wait {
                 Some(Notify { fd: wr })
             } else {
+                std::mem::forget(wr);
                 None
             }
         }
@@ -372,18 +402,73 @@ fn reopen_std() {
     }
 }
 
-/// stdout as C stdio buffers it: fully buffered (4 KiB) unless it is a terminal.
+/// stdout as C stdio buffers it: line buffered on a terminal, else fully buffered the way
+/// glibc does it (see [`StdioBuffer`]). Writes go to fd 1 itself (no duplicate descriptor).
 fn c_stdout() -> Box<dyn Write> {
     let stdout = io::stdout();
-    let is_tty = stdout.is_terminal();
-    let file = match stdout.as_fd().try_clone_to_owned() {
-        Ok(fd) => File::from(fd),
-        Err(_) => return Box::new(stdout),
-    };
-    if is_tty {
-        Box::new(LineWriter::new(file))
+    if stdout.is_terminal() {
+        Box::new(stdout)
     } else {
-        Box::new(BufWriter::with_capacity(4096, file))
+        Box::new(StdioBuffer::new(stdout))
+    }
+}
+
+/// glibc's fully buffered `FILE` (`_IO_new_file_xsputn`): the buffer (`st_blksize` bytes,
+/// else `BUFSIZ`) is allocated by the first write, filled to its last byte, and written out
+/// only when more output arrives or on `fflush`; whole blocks of a long write go straight
+/// out. Where stdout and stderr share a pipe (`2>&1`), the warnings then fall between the
+/// same bytes of stdout as vmtouch's do (std's `BufWriter` writes out earlier).
+struct StdioBuffer {
+    out: io::Stdout,
+    buf: Vec<u8>,
+    size: usize,
+    allocated: bool,
+}
+
+impl StdioBuffer {
+    fn new(out: io::Stdout) -> StdioBuffer {
+        let size = match nix::sys::stat::fstat(&out) {
+            Ok(st) if st.st_blksize > 0 => st.st_blksize as usize,
+            _ => 8192,
+        };
+        StdioBuffer {
+            out,
+            buf: Vec::with_capacity(size),
+            size,
+            allocated: false,
+        }
+    }
+}
+
+impl Write for StdioBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut s = data;
+        if self.allocated {
+            let fill = (self.size - self.buf.len()).min(s.len());
+            self.buf.extend_from_slice(&s[..fill]);
+            s = &s[fill..];
+        }
+        if !s.is_empty() {
+            // The buffer is full (or not yet allocated): write it out, then whole blocks.
+            self.allocated = true;
+            self.flush()?;
+            let direct = s.len() - s.len() % self.size;
+            self.out.write_all(&s[..direct])?;
+            self.out.flush()?;
+            self.buf.extend_from_slice(&s[direct..]);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // std's Stdout keeps a line buffer of its own: empty it at once, so the bytes reach
+        // fd 1 exactly when glibc's would.
+        let res = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush());
+        self.buf.clear();
+        res
     }
 }
 
@@ -395,12 +480,7 @@ struct VmSink<'a> {
 
 impl Sink for VmSink<'_> {
     fn warning(&mut self, w: Warning) {
-        if !self.quiet {
-            let mut line = b"vmtouch: WARNING: ".to_vec();
-            line.extend_from_slice(&w.to_bytes());
-            line.push(b'\n');
-            let _ = io::stderr().write_all(&line);
-        }
+        warning(self.quiet, &w.to_bytes());
     }
 
     fn chart(&mut self, path: &Path, map: &PageMap, phase: ChartPhase) {
@@ -455,7 +535,14 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::with_threads(opts, super::residency_cmd::threads());
+    // vmtouch holds one descriptor per directory level and one file at a time. Under a low
+    // RLIMIT_NOFILE, worker threads holding files of their own would run out of descriptors
+    // where vmtouch does not: process the files on this thread then.
+    let threads = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft >= MIN_NOFILE_FOR_THREADS => super::residency_cmd::threads(),
+        _ => 0,
+    };
+    let mut crawler = Crawler::with_threads(opts, threads);
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
@@ -489,7 +576,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         }
         let pidfile = f.pidfile.map(PathBuf::from);
         let signals = pidfile.as_ref().map(|p| {
-            let set = hold_signals();
+            let set = hold_signals(f.quiet);
             write_pidfile(p, f.quiet);
             set
         });
@@ -499,6 +586,9 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         // Unlike vmtouch, flush now: the LOCKED line is not lost when a blocked lock is
         // killed with stdout on a pipe (quirk Q6).
         let _ = stdout.flush();
+        // The writer holds a duplicate of the caller's stdout: close it, or a caller reading
+        // a pipe (`out=$(vmtouch -dwl f)`) would wait for EOF as long as the daemon lives.
+        drop(stdout);
         if f.wait {
             reopen_std();
         }
@@ -565,6 +655,10 @@ fn crawl_all(
                 if record.last() == Some(&delim) {
                     record.pop();
                 }
+                // vmtouch hands the record on as a C string: it ends at its first NUL byte.
+                if let Some(nul) = record.iter().position(|&b| b == 0) {
+                    record.truncate(nul);
+                }
                 crawler.crawl(&PathBuf::from(OsString::from_vec(record.clone())), sink)?;
             }
         }
@@ -577,7 +671,7 @@ fn crawl_all(
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the
 /// pidfile (vmtouch installs handlers for the same three).
-fn hold_signals() -> nix::sys::signal::SigSet {
+fn hold_signals(quiet: bool) -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -585,32 +679,41 @@ fn hold_signals() -> nix::sys::signal::SigSet {
     set.add(Signal::SIGQUIT);
     if let Err(e) = set.thread_block() {
         let w = format!(
-            "vmtouch: WARNING: unable to register signals for pidfile ({}), skipping\n",
+            "unable to register signals for pidfile ({}), skipping",
             sys::strerror(&e.into())
         );
-        let _ = io::stderr().write_all(w.as_bytes());
+        warning(quiet, w.as_bytes());
     }
     set
 }
 
+/// A warning about the pidfile `path` (raw bytes, not re-encoded).
+fn pidfile_warning(quiet: bool, before: &str, path: &Path, after: String) {
+    let msg = [
+        before.as_bytes(),
+        path.as_os_str().as_bytes(),
+        after.as_bytes(),
+    ]
+    .concat();
+    warning(quiet, &msg);
+}
+
 fn write_pidfile(path: &Path, quiet: bool) {
-    let warn = |msg: String| {
-        if !quiet {
-            let _ = io::stderr().write_all(format!("vmtouch: WARNING: {msg}\n").as_bytes());
-        }
-    };
-    let shown = path.display();
     match File::create(path) {
-        Err(e) => warn(format!(
-            "unable to open pidfile {shown} ({}), skipping",
-            sys::strerror(&e)
-        )),
+        Err(e) => pidfile_warning(
+            quiet,
+            "unable to open pidfile ",
+            path,
+            format!(" ({}), skipping", sys::strerror(&e)),
+        ),
         Ok(mut file) => {
             if let Err(e) = writeln!(file, "{}", std::process::id()) {
-                warn(format!(
-                    "unable to write to pidfile {shown} ({}), deleting it",
-                    sys::strerror(&e)
-                ));
+                pidfile_warning(
+                    quiet,
+                    "unable to write to pidfile ",
+                    path,
+                    format!(" ({}), deleting it", sys::strerror(&e)),
+                );
                 remove_pidfile(path, quiet);
             }
         }
@@ -619,13 +722,13 @@ fn write_pidfile(path: &Path, quiet: bool) {
 
 fn remove_pidfile(path: &Path, quiet: bool) {
     if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound && !quiet {
-            let msg = format!(
-                "vmtouch: WARNING: unable to remove pidfile {} ({})\n",
-                path.display(),
-                sys::strerror(&e)
+        if e.kind() != io::ErrorKind::NotFound {
+            pidfile_warning(
+                quiet,
+                "unable to remove pidfile ",
+                path,
+                format!(" ({})", sys::strerror(&e)),
             );
-            let _ = io::stderr().write_all(msg.as_bytes());
         }
     }
 }

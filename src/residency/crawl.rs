@@ -188,11 +188,15 @@ impl Crawler {
             return Err(Fatal::Depth(path));
         }
         self.totals.dirs += 1;
-        let entries = match fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) => {
-                self.warn(Warning::OpenDir(path, e), sink);
-                return Ok(());
+        let entries = loop {
+            match fs::read_dir(&path) {
+                Ok(rd) => break rd,
+                // Out of descriptors: raise the limit and retry, as vmtouch does.
+                Err(e) if super::out_of_fds(&e) => super::raise_nofile_limit()?,
+                Err(e) => {
+                    self.warn(Warning::OpenDir(path, e), sink);
+                    return Ok(());
+                }
             }
         };
         self.ancestors.push(key);

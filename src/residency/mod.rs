@@ -271,6 +271,39 @@ pub enum Fatal {
     Mincore(PathBuf, io::Error),
     #[error("maximum directory crawl depth reached: {}", P(.0))]
     Depth(PathBuf),
+    #[error("system open file limit reached")]
+    NofileSystem,
+    #[error("open file limit reached and unable to increase limit. retry as root")]
+    NofileUser,
+    #[error("increment_nofile_rlimit: getrlimit ({})", sys::strerror(.0))]
+    Getrlimit(io::Error),
+    #[error("increment_nofile_rlimit: setrlimit ({})", sys::strerror(.0))]
+    Setrlimit(io::Error),
+}
+
+/// Whether an open failed for want of file descriptors (EMFILE, ENFILE).
+pub(crate) fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// vmtouch's answer to running out of file descriptors: raise RLIMIT_NOFILE (soft and hard)
+/// to one above the hard limit, so the caller can retry; FATAL when that is not allowed.
+pub(crate) fn raise_nofile_limit() -> Result<(), Fatal> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| Fatal::Getrlimit(io::Error::from(e)))?;
+    let new = hard.saturating_add(1);
+    match setrlimit(Resource::RLIMIT_NOFILE, new, new) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            if nix::unistd::getuid().is_root() || nix::unistd::geteuid().is_root() {
+                Err(Fatal::NofileSystem)
+            } else {
+                Err(Fatal::NofileUser)
+            }
+        }
+        Err(e) => Err(Fatal::Setrlimit(io::Error::from(e))),
+    }
 }
 
 impl Fatal {
@@ -295,7 +328,11 @@ impl Fatal {
                 path_bytes(p),
             ]
             .concat(),
-            Fatal::Mlockall(..) => self.to_string().into_bytes(),
+            Fatal::Mlockall(..)
+            | Fatal::NofileSystem
+            | Fatal::NofileUser
+            | Fatal::Getrlimit(_)
+            | Fatal::Setrlimit(_) => self.to_string().into_bytes(),
         }
     }
 }
