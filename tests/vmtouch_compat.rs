@@ -1390,3 +1390,27 @@ fn documented_difference_mount_roots_are_not_loops() {
         );
     }
 }
+
+/// A reader that goes away: both die of SIGPIPE on their next write (exit 141 in a shell).
+#[test]
+fn closed_stdout_pipe_kills_with_sigpipe() {
+    if !have_vmtouch("closed_stdout_pipe_kills_with_sigpipe") {
+        return;
+    }
+    let env = Env::new("vmt-sigpipe");
+    build_tree(&env);
+    let mut signals = Vec::new();
+    for side in [Side::Real, Side::Ours] {
+        let mut cmd = env.command(side, &case("-v tree"));
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        signals.push((status.code(), status.signal()));
+    }
+    assert_eq!(signals[0], (None, Some(13)), "real vmtouch");
+    assert_eq!(signals[0], signals[1], "blobpin differs from vmtouch");
+}

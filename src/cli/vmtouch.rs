@@ -173,6 +173,7 @@ fn usage_exit(stdout: &mut dyn Write) -> ! {
 
 /// Runs vmtouch mode with the whole argv; returns only on paths that exit normally.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    sys::default_sigpipe();
     // vmtouch opens its daemon pipe first of all, whatever the flags; so does blobpin, which
     // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
     let exit_pipe = match nix::unistd::pipe() {

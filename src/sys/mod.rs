@@ -110,6 +110,17 @@ pub fn fnmatch(pattern: &CStr, name: &CStr) -> bool {
     unsafe { libc::fnmatch(pattern.as_ptr(), name.as_ptr(), 0) == 0 }
 }
 
+/// Restores the default action of SIGPIPE (terminate), which the Rust runtime sets to
+/// "ignore": vmtouch mode dies of SIGPIPE on a closed pipe, as C programs do (`vmtouch -v dir
+/// | head` exits 141).
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler, so no code runs
+    // in signal context; nothing else in blobpin relies on SIGPIPE being ignored in this mode.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Whether `fork` returned in the parent (with the child's pid) or in the child.
 pub enum Forked {
     Parent(libc::pid_t),
