@@ -308,3 +308,29 @@ fn shrinking_file_never_raises_sigbus() {
         let _ = run(&s.dir, [Path::new("evict"), &f]);
     }
 }
+
+/// `blobpin stat -v dir | head -1`: the reader going away is not an error (exit 0, nothing on
+/// stderr about it).
+#[test]
+fn broken_pipe_exits_quietly() {
+    let s = Scratch::new("modern-pipe");
+    for i in 0..2000 {
+        s.file(&format!("d/f{i}"), 10);
+    }
+    let mut child = Command::new(blobpin())
+        .args(["stat", "--verbose", "d"])
+        .current_dir(&s.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Broken pipe"));
+}

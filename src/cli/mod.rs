@@ -313,11 +313,20 @@ fn modern(argv: Vec<OsString>) -> i32 {
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`blobpin stat -v dir | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => exit::OK,
         Err(e) => {
             eprintln!("blobpin: {e:#}");
             exit::FATAL
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[cfg(feature = "tracker")]
