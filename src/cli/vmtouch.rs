@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, LineWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ use crate::residency::{
 };
 use crate::sys;
 
+/// Below this RLIMIT_NOFILE, files are processed on the crawling thread (see `run_crawl`).
+const MIN_NOFILE_FOR_THREADS: u64 = 256;
 /// vmtouch's optstring (HEAD's, with `-o`).
 const OPTSTRING: &[u8] = b"tevqlLdfFh0i:I:p:b:m:P:wo:";
 const MAX_PATTERNS: usize = 1024;
@@ -112,12 +114,47 @@ struct Flags {
     output: Option<OsString>,
 }
 
+/// vmtouch formats its messages into a 4096-byte buffer (`vsnprintf`): a longer message is
+/// cut to 4095 bytes, losing its end.
+const C_MSG_MAX: usize = 4095;
+
+/// `<prefix><msg>\n` on stderr, `msg` cut as vmtouch cuts it.
+fn c_message(prefix: &[u8], msg: &[u8]) {
+    let mut line = prefix.to_vec();
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
+    line.push(b'\n');
+    let _ = io::stderr().write_all(&line);
+}
+
+/// `vmtouch: WARNING: msg` on stderr, unless quiet.
+fn warning(quiet: bool, msg: &[u8]) {
+    if !quiet {
+        c_message(b"vmtouch: WARNING: ", msg);
+    }
+}
+
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
+    fatal_with_hints(msg, &[], stdout, notify)
+}
+
+/// [`fatal`], with extra lines after the FATAL line, each indented by two spaces (blobpin's
+/// only addition to vmtouch's output: the memlock doctor under a failed lock).
+fn fatal_with_hints(
+    msg: &[u8],
+    hints: &[String],
+    stdout: Option<&mut dyn Write>,
+    notify: Option<&Notify>,
+) -> ! {
     let mut line = b"vmtouch: FATAL: ".to_vec();
-    line.extend_from_slice(msg);
+    line.extend_from_slice(&msg[..msg.len().min(C_MSG_MAX)]);
     line.push(b'\n');
+    for h in hints {
+        line.extend_from_slice(b"  ");
+        line.extend_from_slice(h.as_bytes());
+        line.push(b'\n');
+    }
     let _ = io::stderr().write_all(&line);
     if let Some(n) = notify {
         n.send(1);
@@ -136,6 +173,17 @@ fn usage_exit(stdout: &mut dyn Write) -> ! {
 
 /// Runs vmtouch mode with the whole argv; returns only on paths that exit normally.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    sys::default_sigpipe();
+    // vmtouch opens its daemon pipe first of all, whatever the flags; so does blobpin, which
+    // also keeps the same descriptors open (a low RLIMIT_NOFILE bites at the same point).
+    let exit_pipe = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => fatal(
+            format!("pipe: {}", sys::strerror(&e.into())).as_bytes(),
+            None,
+            None,
+        ),
+    };
     let prog = argv.first().cloned().unwrap_or_else(|| "vmtouch".into());
     let posixly = std::env::var_os("POSIXLY_CORRECT").is_some();
     let (items, operands) = getopt(&argv[1.min(argv.len())..], posixly);
@@ -162,7 +210,11 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 usage_exit(&mut early_out);
             }
         };
-        let text = || arg.as_ref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = || {
+            arg.as_ref()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         match c {
             b't' => f.touch = true,
             b'e' => f.evict = true,
@@ -182,19 +234,25 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             b'h' => f.count_hardlinks = true,
             b'w' => f.wait = true,
             b'0' => f.nul = true,
-            b'p' => match f.range.apply(&text(), page) {
+            b'p' => match f.range.apply_vmtouch(&text(), page) {
                 Ok(r) => f.range = r,
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
-            b'm' => match crate::residency::range::parse_size(&text()) {
-                Ok(v) => f.max_size = Some(v),
+            b'm' => match crate::residency::range::parse_size_vmtouch(&text()) {
+                // `(size_t)` of vmtouch's int64_t: the bit pattern.
+                Ok(v) => f.max_size = Some(v as u64),
                 Err(e) => fatal(e.to_string().as_bytes(), None, None),
             },
             b'i' | b'I' => {
                 let pat = arg.expect("getopt gives an argument");
-                let list = if c == b'i' { &mut f.ignore } else { &mut f.include };
+                let list = if c == b'i' {
+                    &mut f.ignore
+                } else {
+                    &mut f.include
+                };
                 if pat.len() > MAX_PATTERN_LEN {
-                    let mut m = format!("too long pattern provided to -{}: ", c as char).into_bytes();
+                    let mut m =
+                        format!("too long pattern provided to -{}: ", c as char).into_bytes();
                     m.extend_from_slice(pat.as_bytes());
                     fatal(&m, None, None);
                 }
@@ -250,8 +308,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         usage_exit(&mut early_out);
     }
 
-    let notify = if f.daemon { Some(daemonize(f.wait)) } else { None };
-    let notify = notify.flatten();
+    let notify = if f.daemon {
+        daemonize(f.wait, exit_pipe)
+    } else {
+        // Held open for the whole run, as vmtouch holds its pipe.
+        let _pipe = exit_pipe;
+        return run_crawl(f, operands, None);
+    };
     run_crawl(f, operands, notify)
 }
 
@@ -262,9 +325,12 @@ struct Notify {
 
 impl Notify {
     fn send(&self, code: u8) {
-        let mut f = File::from(self.fd.try_clone().expect("dup pipe"));
-        if let Err(e) = f.write_all(&[code]) {
-            let _ = write!(io::stderr(), "vmtouch: FATAL: write: {}", sys::strerror(&e));
+        if let Err(e) = nix::unistd::write(&self.fd, &[code]) {
+            let _ = write!(
+                io::stderr(),
+                "vmtouch: FATAL: write: {}",
+                sys::strerror(&e.into())
+            );
         }
     }
 }
@@ -272,13 +338,13 @@ impl Notify {
 /// `-d`: forks; the parent exits (at once, or with `-w` with the child's status once it has
 /// locked); the child starts a session and, without `-w`, points stdin and stdout at
 /// /dev/null. stderr stays open so a failure is still reported (vmtouch does the same).
-fn daemonize(wait: bool) -> Option<Notify> {
-    let (rd, wr) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => fatal(format!("pipe: {}", sys::strerror(&e.into())).as_bytes(), None, None),
-    };
+fn daemonize(wait: bool, (rd, wr): (std::os::fd::OwnedFd, std::os::fd::OwnedFd)) -> Option<Notify> {
     match sys::fork_single_threaded() {
-        Err(e) => fatal(format!("fork: {}", sys::strerror(&e)).as_bytes(), None, None),
+        Err(e) => fatal(
+            format!("fork: {}", sys::strerror(&e)).as_bytes(),
+            None,
+            None,
+        ),
         Ok(sys::Forked::Parent(_)) => {
             drop(wr);
             if !wait {
@@ -289,13 +355,22 @@ fn daemonize(wait: bool) -> Option<Notify> {
             match f.read(&mut buf) {
                 Ok(1) => std::process::exit(buf[0] as i32),
                 Ok(_) => fatal(b"daemon shut down unexpectedly", None, None),
-                Err(e) => fatal(format!("read: {}", sys::strerror(&e)).as_bytes(), None, None),
+                Err(e) => fatal(
+                    format!("read: {}", sys::strerror(&e)).as_bytes(),
+                    None,
+                    None,
+                ),
             }
         }
         Ok(sys::Forked::Child) => {
-            drop(rd);
+            // The child keeps both ends open for good, as vmtouch's does.
+            std::mem::forget(rd);
             if let Err(e) = nix::unistd::setsid() {
-                fatal(format!("setsid: {}", sys::strerror(&e.into())).as_bytes(), None, None);
+                fatal(
+                    format!("setsid: {}", sys::strerror(&e.into())).as_bytes(),
+                    None,
+                    None,
+                );
             }
             if !wait {
                 reopen_std();
@@ -303,6 +378,7 @@ fn daemonize(wait: bool) -> Option<Notify> {
             if wait {
                 Some(Notify { fd: wr })
             } else {
+                std::mem::forget(wr);
                 None
             }
         }
@@ -319,22 +395,81 @@ fn reopen_std() {
         Ok(())
     })();
     if let Err(e) = res {
-        fatal(format!("freopen: {}", sys::strerror(&e)).as_bytes(), None, None);
+        fatal(
+            format!("freopen: {}", sys::strerror(&e)).as_bytes(),
+            None,
+            None,
+        );
     }
 }
 
-/// stdout as C stdio buffers it: fully buffered (4 KiB) unless it is a terminal.
+/// stdout as C stdio buffers it: line buffered on a terminal, else fully buffered the way
+/// glibc does it (see [`StdioBuffer`]). Writes go to fd 1 itself (no duplicate descriptor).
 fn c_stdout() -> Box<dyn Write> {
     let stdout = io::stdout();
-    let is_tty = stdout.is_terminal();
-    let file = match stdout.as_fd().try_clone_to_owned() {
-        Ok(fd) => File::from(fd),
-        Err(_) => return Box::new(stdout),
-    };
-    if is_tty {
-        Box::new(LineWriter::new(file))
+    if stdout.is_terminal() {
+        Box::new(stdout)
     } else {
-        Box::new(BufWriter::with_capacity(4096, file))
+        Box::new(StdioBuffer::new(stdout))
+    }
+}
+
+/// glibc's fully buffered `FILE` (`_IO_new_file_xsputn`): the buffer (`st_blksize` bytes,
+/// else `BUFSIZ`) is allocated by the first write, filled to its last byte, and written out
+/// only when more output arrives or on `fflush`; whole blocks of a long write go straight
+/// out. Where stdout and stderr share a pipe (`2>&1`), the warnings then fall between the
+/// same bytes of stdout as vmtouch's do (std's `BufWriter` writes out earlier).
+struct StdioBuffer {
+    out: io::Stdout,
+    buf: Vec<u8>,
+    size: usize,
+    allocated: bool,
+}
+
+impl StdioBuffer {
+    fn new(out: io::Stdout) -> StdioBuffer {
+        let size = match nix::sys::stat::fstat(&out) {
+            Ok(st) if st.st_blksize > 0 => st.st_blksize as usize,
+            _ => 8192,
+        };
+        StdioBuffer {
+            out,
+            buf: Vec::with_capacity(size),
+            size,
+            allocated: false,
+        }
+    }
+}
+
+impl Write for StdioBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut s = data;
+        if self.allocated {
+            let fill = (self.size - self.buf.len()).min(s.len());
+            self.buf.extend_from_slice(&s[..fill]);
+            s = &s[fill..];
+        }
+        if !s.is_empty() {
+            // The buffer is full (or not yet allocated): write it out, then whole blocks.
+            self.allocated = true;
+            self.flush()?;
+            let direct = s.len() - s.len() % self.size;
+            self.out.write_all(&s[..direct])?;
+            self.out.flush()?;
+            self.buf.extend_from_slice(&s[direct..]);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // std's Stdout keeps a line buffer of its own: empty it at once, so the bytes reach
+        // fd 1 exactly when glibc's would.
+        let res = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush());
+        self.buf.clear();
+        res
     }
 }
 
@@ -346,12 +481,7 @@ struct VmSink<'a> {
 
 impl Sink for VmSink<'_> {
     fn warning(&mut self, w: Warning) {
-        if !self.quiet {
-            let mut line = b"vmtouch: WARNING: ".to_vec();
-            line.extend_from_slice(&w.to_bytes());
-            line.push(b'\n');
-            let _ = io::stderr().write_all(&line);
-        }
+        warning(self.quiet, &w.to_bytes());
     }
 
     fn chart(&mut self, path: &Path, map: &PageMap, phase: ChartPhase) {
@@ -406,36 +536,48 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::new(opts);
+    // vmtouch holds one descriptor per directory level and one file at a time. Under a low
+    // RLIMIT_NOFILE, worker threads holding files of their own would run out of descriptors
+    // where vmtouch does not: process the files on this thread then.
+    let threads = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft >= MIN_NOFILE_FOR_THREADS => super::residency_cmd::threads(),
+        _ => 0,
+    };
+    let mut crawler = Crawler::with_threads(opts, threads);
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
             quiet: f.quiet,
             verbose,
         };
-        crawl_all(&mut crawler, f.batch.as_deref(), f.nul, &operands, &mut sink)
+        crawl_all(
+            &mut crawler,
+            f.batch.as_deref(),
+            f.nul,
+            &operands,
+            &mut sink,
+        )
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
-        print_lock_hints(&fatal_err);
-        fatal(&msg, Some(&mut *stdout), notify.as_ref());
+        let hints = print_lock_hints(&fatal_err);
+        fatal_with_hints(&msg, &hints, Some(&mut *stdout), notify.as_ref());
     }
     let elapsed = start.elapsed().as_secs_f64();
     let totals = crawler.totals();
 
     if f.lock || f.lockall {
-        let (kept, _pages) = crawler.into_worker().into_kept();
+        let (kept, _pages) = crawler.into_kept();
         if f.lockall {
-            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT)
-            {
+            if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
-                print_lock_hints(&err);
-                fatal(&err.to_bytes(), Some(&mut *stdout), notify.as_ref());
+                let hints = print_lock_hints(&err);
+                fatal_with_hints(&err.to_bytes(), &hints, Some(&mut *stdout), notify.as_ref());
             }
         }
         let pidfile = f.pidfile.map(PathBuf::from);
         let signals = pidfile.as_ref().map(|p| {
-            let set = hold_signals();
+            let set = hold_signals(f.quiet);
             write_pidfile(p, f.quiet);
             set
         });
@@ -445,6 +587,9 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         // Unlike vmtouch, flush now: the LOCKED line is not lost when a blocked lock is
         // killed with stdout on a pipe (quirk Q6).
         let _ = stdout.flush();
+        // The writer holds a duplicate of the caller's stdout: close it, or a caller reading
+        // a pipe (`out=$(vmtouch -dwl f)`) would wait for EOF as long as the daemon lives.
+        drop(stdout);
         if f.wait {
             reopen_std();
         }
@@ -511,6 +656,10 @@ fn crawl_all(
                 if record.last() == Some(&delim) {
                     record.pop();
                 }
+                // vmtouch hands the record on as a C string: it ends at its first NUL byte.
+                if let Some(nul) = record.iter().position(|&b| b == 0) {
+                    record.truncate(nul);
+                }
                 crawler.crawl(&PathBuf::from(OsString::from_vec(record.clone())), sink)?;
             }
         }
@@ -518,12 +667,12 @@ fn crawl_all(
     for p in operands {
         crawler.crawl(Path::new(p), sink)?;
     }
-    Ok(())
+    crawler.finish(sink)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the
 /// pidfile (vmtouch installs handlers for the same three).
-fn hold_signals() -> nix::sys::signal::SigSet {
+fn hold_signals(quiet: bool) -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -531,32 +680,41 @@ fn hold_signals() -> nix::sys::signal::SigSet {
     set.add(Signal::SIGQUIT);
     if let Err(e) = set.thread_block() {
         let w = format!(
-            "vmtouch: WARNING: unable to register signals for pidfile ({}), skipping\n",
+            "unable to register signals for pidfile ({}), skipping",
             sys::strerror(&e.into())
         );
-        let _ = io::stderr().write_all(w.as_bytes());
+        warning(quiet, w.as_bytes());
     }
     set
 }
 
+/// A warning about the pidfile `path` (raw bytes, not re-encoded).
+fn pidfile_warning(quiet: bool, before: &str, path: &Path, after: String) {
+    let msg = [
+        before.as_bytes(),
+        path.as_os_str().as_bytes(),
+        after.as_bytes(),
+    ]
+    .concat();
+    warning(quiet, &msg);
+}
+
 fn write_pidfile(path: &Path, quiet: bool) {
-    let warn = |msg: String| {
-        if !quiet {
-            let _ = io::stderr().write_all(format!("vmtouch: WARNING: {msg}\n").as_bytes());
-        }
-    };
-    let shown = path.display();
     match File::create(path) {
-        Err(e) => warn(format!(
-            "unable to open pidfile {shown} ({}), skipping",
-            sys::strerror(&e)
-        )),
+        Err(e) => pidfile_warning(
+            quiet,
+            "unable to open pidfile ",
+            path,
+            format!(" ({}), skipping", sys::strerror(&e)),
+        ),
         Ok(mut file) => {
             if let Err(e) = writeln!(file, "{}", std::process::id()) {
-                warn(format!(
-                    "unable to write to pidfile {shown} ({}), deleting it",
-                    sys::strerror(&e)
-                ));
+                pidfile_warning(
+                    quiet,
+                    "unable to write to pidfile ",
+                    path,
+                    format!(" ({}), deleting it", sys::strerror(&e)),
+                );
                 remove_pidfile(path, quiet);
             }
         }
@@ -565,13 +723,13 @@ fn write_pidfile(path: &Path, quiet: bool) {
 
 fn remove_pidfile(path: &Path, quiet: bool) {
     if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound && !quiet {
-            let msg = format!(
-                "vmtouch: WARNING: unable to remove pidfile {} ({})\n",
-                path.display(),
-                sys::strerror(&e)
+        if e.kind() != io::ErrorKind::NotFound {
+            pidfile_warning(
+                quiet,
+                "unable to remove pidfile ",
+                path,
+                format!(" ({})", sys::strerror(&e)),
             );
-            let _ = io::stderr().write_all(msg.as_bytes());
         }
     }
 }
@@ -600,10 +758,15 @@ fn hold(
     }
 }
 
-/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin may add indented
-/// hint lines on stderr (the memlock doctor). Printed before the FATAL line's exit.
-fn print_lock_hints(err: &Fatal) {
-    let _ = err;
+/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin adds indented
+/// hint lines on stderr after it (the memlock doctor's short form). Returns those lines
+/// (without the indentation, which `fatal_with_hints` adds); stdout and the exit status are
+/// untouched.
+fn print_lock_hints(err: &Fatal) -> Vec<String> {
+    match err {
+        Fatal::Mlock(..) | Fatal::Mlockall(..) => super::residency_cmd::lock_hints(err),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

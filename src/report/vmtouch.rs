@@ -122,7 +122,11 @@ pub fn summary(
                 pretty_size(t.resident * page)
             )?;
             if t.pages > 0 {
-                write!(out, "{}%", fmt_g(100.0 * t.resident as f64 / t.pages as f64, 3))?;
+                write!(
+                    out,
+                    "{}%",
+                    fmt_g(100.0 * t.resident as f64 / t.pages as f64, 3)
+                )?;
             }
             writeln!(out)?;
         }
@@ -250,10 +254,7 @@ mod tests {
         m[1] = 0;
         m[30] = 0;
         // 61 pages -> 2 pages per char -> 31 chars.
-        assert_eq!(
-            draw(&m),
-            "\r[ OOOOOOOOOOOOOOoOOOOOOOOOOOOOOO] 58/61"
-        );
+        assert_eq!(draw(&m), "\r[ OOOOOOOOOOOOOOoOOOOOOOOOOOOOOO] 58/61");
         let mut m = vec![0u8; 16384];
         m[..4096].fill(1);
         let s = draw(&m);

@@ -7,6 +7,7 @@
 
 pub mod crawl;
 pub mod file;
+pub mod parallel;
 pub mod pattern;
 pub mod range;
 
@@ -198,22 +199,41 @@ impl Warning {
                 ("not recursing into separate filesystem ", p, String::new())
             }
             Warning::Loop(p) => ("symbolic link loop detected: ", p, String::new()),
-            Warning::OpenDir(p, err) => ("unable to opendir ", p, format!(" ({}), skipping", e(err))),
+            Warning::OpenDir(p, err) => {
+                ("unable to opendir ", p, format!(" ({}), skipping", e(err)))
+            }
             Warning::PathTooLong(p) => ("path too long ", p, String::new()),
             Warning::NonRegular(p) => ("skipping non-regular file: ", p, String::new()),
             Warning::Open(p, err) => ("unable to open ", p, format!(" ({}), skipping", e(err))),
             Warning::Fstat(p, err) => ("unable to fstat ", p, format!(" ({}), skipping", e(err))),
             Warning::Ioctl(p, err) => ("unable to ioctl ", p, format!(" ({}), skipping", e(err))),
             Warning::TooLarge(p) => ("file ", p, " too large, skipping".to_string()),
-            Warning::SmallerThanOffset(p) => ("file ", p, " smaller than offset, skipping".to_string()),
-            Warning::Mmap(p, err) => ("unable to mmap file ", p, format!(" ({}), skipping", e(err))),
-            Warning::BogusMunmap(p) => ("unable to munmap file ", p, " (Invalid argument)".to_string()),
-            Warning::Fadvise(p, err) => ("unable to posix_fadvise file ", p, format!(" ({})", e(err))),
-            Warning::Shrunk(p) => ("file ", p, " shrank while being read, skipping the rest".to_string()),
+            Warning::SmallerThanOffset(p) => {
+                ("file ", p, " smaller than offset, skipping".to_string())
+            }
+            Warning::Mmap(p, err) => (
+                "unable to mmap file ",
+                p,
+                format!(" ({}), skipping", e(err)),
+            ),
+            Warning::BogusMunmap(p) => (
+                "unable to munmap file ",
+                p,
+                " (Invalid argument)".to_string(),
+            ),
+            Warning::Fadvise(p, err) => {
+                ("unable to posix_fadvise file ", p, format!(" ({})", e(err)))
+            }
+            Warning::Shrunk(p) => (
+                "file ",
+                p,
+                " shrank while being read, skipping the rest".to_string(),
+            ),
             Warning::Unmeasurable(p) => (
                 "cannot measure residency of ",
                 p,
-                ": no write permission (Linux >= 5.2 hides it; run as the owner or root)".to_string(),
+                ": no write permission (Linux >= 5.2 hides it; run as the owner or root)"
+                    .to_string(),
             ),
         }
     }
@@ -251,6 +271,39 @@ pub enum Fatal {
     Mincore(PathBuf, io::Error),
     #[error("maximum directory crawl depth reached: {}", P(.0))]
     Depth(PathBuf),
+    #[error("system open file limit reached")]
+    NofileSystem,
+    #[error("open file limit reached and unable to increase limit. retry as root")]
+    NofileUser,
+    #[error("increment_nofile_rlimit: getrlimit ({})", sys::strerror(.0))]
+    Getrlimit(io::Error),
+    #[error("increment_nofile_rlimit: setrlimit ({})", sys::strerror(.0))]
+    Setrlimit(io::Error),
+}
+
+/// Whether an open failed for want of file descriptors (EMFILE, ENFILE).
+pub(crate) fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// vmtouch's answer to running out of file descriptors: raise RLIMIT_NOFILE (soft and hard)
+/// to one above the hard limit, so the caller can retry; FATAL when that is not allowed.
+pub(crate) fn raise_nofile_limit() -> Result<(), Fatal> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| Fatal::Getrlimit(io::Error::from(e)))?;
+    let new = hard.saturating_add(1);
+    match setrlimit(Resource::RLIMIT_NOFILE, new, new) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            if nix::unistd::getuid().is_root() || nix::unistd::geteuid().is_root() {
+                Err(Fatal::NofileSystem)
+            } else {
+                Err(Fatal::NofileUser)
+            }
+        }
+        Err(e) => Err(Fatal::Setrlimit(io::Error::from(e))),
+    }
 }
 
 impl Fatal {
@@ -258,16 +311,28 @@ impl Fatal {
     pub fn to_bytes(&self) -> Vec<u8> {
         let e = sys::strerror;
         match self {
-            Fatal::Mlock(p, err, _) => {
-                [b"mlock: ", path_bytes(p), format!(" ({})", e(err)).as_bytes()].concat()
-            }
-            Fatal::Mincore(p, err) => {
-                [b"mincore ", path_bytes(p), format!(" ({})", e(err)).as_bytes()].concat()
-            }
-            Fatal::Depth(p) => {
-                [b"maximum directory crawl depth reached: ".as_slice(), path_bytes(p)].concat()
-            }
-            Fatal::Mlockall(..) => self.to_string().into_bytes(),
+            Fatal::Mlock(p, err, _) => [
+                b"mlock: ",
+                path_bytes(p),
+                format!(" ({})", e(err)).as_bytes(),
+            ]
+            .concat(),
+            Fatal::Mincore(p, err) => [
+                b"mincore ",
+                path_bytes(p),
+                format!(" ({})", e(err)).as_bytes(),
+            ]
+            .concat(),
+            Fatal::Depth(p) => [
+                b"maximum directory crawl depth reached: ".as_slice(),
+                path_bytes(p),
+            ]
+            .concat(),
+            Fatal::Mlockall(..)
+            | Fatal::NofileSystem
+            | Fatal::NofileUser
+            | Fatal::Getrlimit(_)
+            | Fatal::Setrlimit(_) => self.to_string().into_bytes(),
         }
     }
 }

@@ -34,8 +34,34 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses a size exactly as vmtouch's `parse_size` does; the result is truncated to an integer.
+/// Parses a size for blobpin's own options: vmtouch's grammar, but a missing number (`k`), NaN
+/// and values of 2^63 or more are refused. The result is truncated to an integer.
 pub fn parse_size(input: &str) -> Result<u64, ParseError> {
+    let (val, had_number) = size_value(input)?;
+    if !had_number || val.is_nan() || val >= TWO_POW_63 {
+        return Err(ParseError::BadSize);
+    }
+    Ok(val as u64)
+}
+
+/// Parses a size exactly as vmtouch 1.3.1's `parse_size` does, C conversions included: an
+/// empty number before a multiplier is 0 (`strtod("")` consumes nothing and leaves nothing),
+/// and NaN or a value of 2^63 (which passes its `> INT64_MAX` check) converts to `INT64_MIN`,
+/// as x86-64's `cvttsd2si` does.
+pub fn parse_size_vmtouch(input: &str) -> Result<i64, ParseError> {
+    let (val, _) = size_value(input)?;
+    if val.is_nan() || val >= TWO_POW_63 {
+        return Ok(i64::MIN);
+    }
+    Ok(val as i64)
+}
+
+/// 2^63, which is what C's `(double)INT64_MAX` rounds to.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// The checked value of a size (multiplier applied, not yet truncated) and whether there
+/// were digits before the multiplier.
+fn size_value(input: &str) -> Result<(f64, bool), ParseError> {
     let Some(last) = input.chars().last() else {
         return Err(ParseError::BadSize);
     };
@@ -55,16 +81,20 @@ pub fn parse_size(input: &str) -> Result<u64, ParseError> {
     } else {
         (input, 1.0)
     };
+    // strtod("") converts nothing and leaves nothing over, which vmtouch accepts as 0.
+    if number.is_empty() {
+        return Ok((0.0, false));
+    }
     let val = strtod_whole(number).ok_or(ParseError::BadSize)?;
-    if val < 0.0 || val == f64::INFINITY || val.is_nan() {
+    if val < 0.0 || val == f64::INFINITY {
         return Err(ParseError::BadSize);
     }
     let val = val * mult;
     // C compares `val > INT64_MAX` with INT64_MAX converted to double (2^63).
-    if val > 9_223_372_036_854_775_807_f64 {
+    if val > TWO_POW_63 {
         return Err(ParseError::BadSize);
     }
-    Ok(val as u64)
+    Ok((val, true))
 }
 
 /// `strtod` over the whole string: leading white space, then a decimal or hexadecimal
@@ -198,54 +228,71 @@ impl Range {
 
     /// Applies one `-p` argument on top of `self`, as vmtouch does: the offset is replaced,
     /// and `max_len` only when the new range has an upper bound (so a second `-p A-` keeps
-    /// the previous bound: vmtouch quirk Q3, kept because scripts repeat `-p`).
+    /// the previous bound: vmtouch quirk Q3, kept because scripts repeat `-p`). Sizes are
+    /// parsed strictly ([`parse_size`]).
     pub fn apply(self, input: &str, page_size: u64) -> Result<Range, ParseError> {
+        self.apply_with(input, page_size, |s| parse_size(s).map(|v| v as i64))
+    }
+
+    /// [`Range::apply`] with vmtouch's own size parser ([`parse_size_vmtouch`]), so absurd
+    /// sizes (`nan(1)`, 2^63) behave as in vmtouch: the signed 64-bit values are kept as
+    /// their bit patterns, and [`Range::span`] computes as vmtouch does.
+    pub fn apply_vmtouch(self, input: &str, page_size: u64) -> Result<Range, ParseError> {
+        self.apply_with(input, page_size, parse_size_vmtouch)
+    }
+
+    fn apply_with(
+        self,
+        input: &str,
+        page_size: u64,
+        parse: impl Fn(&str) -> Result<i64, ParseError>,
+    ) -> Result<Range, ParseError> {
         let mut parts = input.split('-');
         let first = parts.next().unwrap_or("");
         let (lower, upper) = match parts.next() {
-            None => (0, parse_size(first)?),
+            None => (0, parse(first)?),
             Some(second) => {
-                let lower = if first.is_empty() {
-                    0
-                } else {
-                    parse_size(first)?
-                };
-                let upper = if second.is_empty() {
-                    0
-                } else {
-                    parse_size(second)?
-                };
+                let lower = if first.is_empty() { 0 } else { parse(first)? };
+                let upper = if second.is_empty() { 0 } else { parse(second)? };
                 if parts.next().is_some() {
                     return Err(ParseError::MultipleHyphens);
                 }
                 (lower, upper)
             }
         };
-        let offset = lower / page_size * page_size;
-        let mut max_len = self.max_len;
+        // C's truncating division; `lower` is negative only for vmtouch's INT64_MIN.
+        let page = page_size as i64;
+        let offset = lower / page * page;
+        let mut max_len = self.max_len as i64;
         if upper != 0 {
             if upper <= offset {
                 return Err(ParseError::OutOfOrder);
             }
-            max_len = upper - offset;
+            max_len = upper.wrapping_sub(offset);
         }
-        Ok(Range { offset, max_len })
+        Ok(Range {
+            offset: offset as u64,
+            max_len: max_len as u64,
+        })
     }
 
     /// The byte span of a file of `size` bytes this range selects, or `None` when the file is
-    /// smaller than the offset (vmtouch: "file ... smaller than offset, skipping").
+    /// smaller than the offset (vmtouch: "file ... smaller than offset, skipping"). Computed
+    /// in vmtouch's signed 64-bit arithmetic; only an absurd `-p` (see
+    /// [`Range::apply_vmtouch`]) gives a span that ends past 2^63, which cannot be mapped.
     pub fn span(self, size: u64) -> Option<Span> {
-        if self.max_len > 0 && self.offset.saturating_add(self.max_len) < size {
+        let (offset, max_len, size) = (self.offset as i64, self.max_len as i64, size as i64);
+        if max_len > 0 && offset.wrapping_add(max_len) < size {
             Some(Span {
                 offset: self.offset,
                 len: self.max_len,
             })
-        } else if self.offset >= size {
+        } else if offset >= size {
             None
         } else {
             Some(Span {
                 offset: self.offset,
-                len: size - self.offset,
+                len: size.wrapping_sub(offset) as u64,
             })
         }
     }
@@ -259,6 +306,14 @@ pub struct Span {
 }
 
 impl Span {
+    /// Whether the span lies within the first 2^63 bytes (false only for absurd vmtouch
+    /// ranges, which must then fail in `mmap` exactly as in vmtouch).
+    pub fn is_sane(self) -> bool {
+        self.offset
+            .checked_add(self.len)
+            .is_some_and(|end| end <= i64::MAX as u64)
+    }
+
     /// Pages the span covers (the last one possibly partial).
     pub fn pages(self, page_size: u64) -> u64 {
         self.len.div_ceil(page_size)
@@ -307,23 +362,72 @@ mod tests {
     }
 
     #[test]
+    fn vmtouch_sizes_keep_c_conversions() {
+        assert_eq!(parse_size_vmtouch("k"), Ok(0));
+        assert_eq!(parse_size_vmtouch("4k"), Ok(4096));
+        assert_eq!(parse_size_vmtouch("nan(1)"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("9223372036854775807"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("8589934592G"), Ok(i64::MIN));
+        assert_eq!(parse_size_vmtouch("99999999999G"), Err(ParseError::BadSize));
+        assert_eq!(parse_size_vmtouch(" k"), Err(ParseError::BadSize));
+        assert_eq!(parse_size("9223372036854775807"), Err(ParseError::BadSize));
+        // -p nan(1)- : offset INT64_MIN, a span no mmap can take.
+        let r = Range::WHOLE.apply_vmtouch("nan(1)-", P).unwrap();
+        assert!(!r.span(8192).unwrap().is_sane());
+        assert_eq!(
+            Range::WHOLE.apply_vmtouch("nan(1)", P),
+            Err(ParseError::OutOfOrder)
+        );
+        assert!(Range::WHOLE
+            .apply_vmtouch("k", P)
+            .unwrap()
+            .span(8192)
+            .unwrap()
+            .is_sane());
+    }
+
+    #[test]
     fn ranges_follow_vmtouch() {
         let r = |s: &str| Range::WHOLE.apply(s, P);
-        assert_eq!(r("16M"), Ok(Range { offset: 0, max_len: 16 << 20 }));
+        assert_eq!(
+            r("16M"),
+            Ok(Range {
+                offset: 0,
+                max_len: 16 << 20
+            })
+        );
         assert_eq!(r("-16M"), r("16M"));
         assert_eq!(r("0-16M"), r("16M"));
-        assert_eq!(r("16M-"), Ok(Range { offset: 16 << 20, max_len: 0 }));
+        assert_eq!(
+            r("16M-"),
+            Ok(Range {
+                offset: 16 << 20,
+                max_len: 0
+            })
+        );
         assert_eq!(r("-"), Ok(Range::WHOLE));
         assert_eq!(r("0"), Ok(Range::WHOLE));
         assert_eq!(r("0-0"), Ok(Range::WHOLE));
-        assert_eq!(r("5000-9000"), Ok(Range { offset: 4096, max_len: 9000 - 4096 }));
+        assert_eq!(
+            r("5000-9000"),
+            Ok(Range {
+                offset: 4096,
+                max_len: 9000 - 4096
+            })
+        );
         assert_eq!(r("16M-8M"), Err(ParseError::OutOfOrder));
         assert_eq!(r("4096-4096"), Err(ParseError::OutOfOrder));
         assert_eq!(r("1-2-3"), Err(ParseError::MultipleHyphens));
         assert_eq!(r("1x"), Err(ParseError::UnknownMultiplier('x')));
         // Q3: a second -p without an upper bound keeps the first one's length.
         let twice = r("0-8k").unwrap().apply("16k-", P).unwrap();
-        assert_eq!(twice, Range { offset: 16384, max_len: 8192 });
+        assert_eq!(
+            twice,
+            Range {
+                offset: 16384,
+                max_len: 8192
+            }
+        );
     }
 
     #[test]

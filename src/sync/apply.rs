@@ -641,7 +641,10 @@ fn start_holder(dest: &Path, version: &str) -> Result<i32> {
         .arg(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log);
+        .stderr(log)
+        // The holder outlives this command: it must not report readiness to a service manager
+        // that supervises the sync.
+        .env_remove("NOTIFY_SOCKET");
     writeback::detach_on_spawn(&mut cmd);
     let mut child = cmd.spawn().context("cannot start the lock holder")?;
     let pid = child.id() as i32;

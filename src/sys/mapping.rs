@@ -80,7 +80,8 @@ impl Mapping {
         if start >= end {
             return Ok(());
         }
-        self.map.advise_range(Advice::PopulateRead, start, end - start)
+        self.map
+            .advise_range(Advice::PopulateRead, start, end - start)
     }
 
     /// `mlock(2)` of the whole mapping: faults every page in and pins it.

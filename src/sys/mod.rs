@@ -111,14 +111,15 @@ pub fn fnmatch(pattern: &CStr, name: &CStr) -> bool {
     unsafe { libc::fnmatch(pattern.as_ptr(), name.as_ptr(), 0) == 0 }
 }
 
-/// `readahead(2)`: starts reading `len` bytes at `off` into the page cache without waiting.
-pub fn readahead(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
-    // SAFETY: readahead only takes integers; an invalid fd is reported as EBADF.
-    let rc = unsafe { libc::readahead(fd.as_raw_fd(), off as libc::off64_t, len as usize) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+/// Restores the default action of SIGPIPE (terminate), which the Rust runtime sets to
+/// "ignore": vmtouch mode dies of SIGPIPE on a closed pipe, as C programs do (`vmtouch -v dir
+/// | head` exits 141).
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler, so no code runs
+    // in signal context; nothing else in blobpin relies on SIGPIPE being ignored in this mode.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    Ok(())
 }
 
 /// Whether `fork` returned in the parent (with the child's pid) or in the child.
