@@ -235,7 +235,7 @@ def run_once(ctx, topo, method, scenario, blobs, run_idx):
     res["sha_bad"] = sorted(h for h, v in shas.items() if not v)
     survivors = [h for h in hosts if h not in res.get("killed", [])]
     times = [res.get("t_rel", {}).get(h) for h in survivors]
-    res["complete"] = all(t is not None for t in times)
+    res["complete"] = all(t is not None for t in times) and not res["sha_bad"]
     res["slowest_s"] = max(times) if res["complete"] else None
     res["efficiency"] = bound / res["slowest_s"] if res["complete"] and res["slowest_s"] > 0 else 0.0
     shutil.rmtree(run.dir, ignore_errors=True)

@@ -123,9 +123,19 @@ def bencode(x):
     raise TypeError(type(x))
 
 
-def make_torrent(blob_path, name, announce, out, piece=1 << 20):
+def piece_size(size):
+    """At least ~128 pieces (a small blob in 1 MiB pieces leaves BitTorrent nothing to swap),
+    a power of two between 64 KiB and 1 MiB (1 MiB from 128 MiB up, as the reference used)."""
+    p = 1 << 20
+    while p > (64 << 10) and size // p < 128:
+        p //= 2
+    return p
+
+
+def make_torrent(blob_path, name, announce, out, piece=None):
     """Single-file BitTorrent v1 metainfo (mktorrent is not installed here); returns the
     info-hash in hex."""
+    piece = piece or piece_size(os.path.getsize(blob_path))
     pieces = []
     with open(blob_path, "rb") as f:
         while True:
