@@ -171,10 +171,10 @@ def calibrate_once(ctx, topo, seconds=12.0, window=(3.0, 11.0)):
     ok = all(r["util"] >= 0.95 for r in rows)
     worst = min(rows, key=lambda r: r["util"])
     res = {"topology": topo.kind, "valid": ok, "rows": rows, "cpu_busy": round(busy_fraction(cpu0, cpu1), 3),
-           "worst": worst, "window_s": round(dt, 2)}
+           "own_cpu_s": round(sum(p.cpu for p in procs), 2), "worst": worst, "window_s": round(dt, 2)}
     ctx.log(f"calibration {topo.kind}: {'VALID' if ok else 'INVALID'}; worst link end {worst['end']} "
             f"{worst['measured_mbit']}/{worst['rate_mbit']} Mbit ({worst['util'] * 100:.1f}%), "
-            f"machine CPU busy {res['cpu_busy'] * 100:.0f}%")
+            f"machine CPU busy {res['cpu_busy'] * 100:.0f}% (load processes: {res['own_cpu_s']} CPU s)")
     return res
 
 

@@ -257,7 +257,7 @@ class Aria2(Method):
 # The blobpin swarm commands (issues 4 and 5) are being written on other branches. This
 # method is the plug: it refuses to run until the binary has them, and then drives exactly
 # these command lines (edit here if the final flags differ):
-BLOBPIN_PUBLISH = "{bin} publish {blob} --feed {feed} --name blob"
+BLOBPIN_PUBLISH = "{bin} publish {blob} --feed {feed} --name blob --tracker http://{ip}:{port}/announce"
 BLOBPIN_ORIGIN = "{bin} origin --feed {feed} --listen {ip}:{port} --topology {topology}"
 BLOBPIN_SYNC = "{bin} sync http://{origin}:{port}/feed/blob --dest {dest} --listen {ip}:{peer_port} --watch 1s"
 
@@ -310,12 +310,12 @@ class Blobpin(Method):
     def publish(self, run, version, start=True):
         src = os.path.join(run.dir, f"blob-{version}.bin")
         os.link(run.blobs[version].path, src)
-        argv = self._fmt(BLOBPIN_PUBLISH, blob=src, feed=self._feed(run))
+        b = run.topo.build
+        argv = self._fmt(BLOBPIN_PUBLISH, blob=src, feed=self._feed(run), ip=b.ip, port=BLOBPIN_PORT)
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {r.stderr.strip()}")
         if start:  # wait until the origin serves the new version's feed entry
-            b = run.topo.build
             url = f"http://{b.ip}:{BLOBPIN_PORT}/feed/blob/latest.json"
 
             def serves():
