@@ -117,7 +117,7 @@ def svg_chart(scenario, rows, width=900, height=360):
         ly = mt + 20 + j * 20
         o.append(_marker(MARK.get(m, "circle"), ml + pw + 14, ly - 4, c))
         o.append(f'<text x="{ml + pw + 24}" y="{ly}">{html.escape(m)}</text>')
-    o.append(f'<text x="{ml}" y="{height - 8}" fill="#555">x = host did not finish</text>')
+    o.append(f'<text x="{ml}" y="{height - 8}" fill="#555">x = host did not finish (killed, failed or timed out); times from the start of the run</text>')
     o.append("</svg>")
     return "\n".join(o) + "\n"
 
