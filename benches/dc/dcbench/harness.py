@@ -361,6 +361,10 @@ def aggregate(results):
             row["wan_in_over_F"] = {dc: med([r["wan_in_over_F"][dc] for r in rs if r.get("wan_in_over_F")])
                                     for dc in rs[0]["wan_in_over_F"]}
             row["rack_in_max_over_F"] = med([max(r["rack_in_over_F"].values()) for r in rs if r.get("rack_in_over_F")])
+        dcs = sorted({h[0] for h in rs[0].get("t_rel", {})}) if rs[0].get("wan_in_over_F") else []
+        row["slowest_per_dc_s"] = {
+            dc: med([max((t for h, t in r["t_rel"].items() if h[0] == dc and t is not None), default=None)
+                     for r in ok]) for dc in dcs}
         hosts = list(rs[0].get("t_rel", {}).keys())
         row["per_host_s"] = {h: med([r["t_abs"][h] for r in rs if r.get("t_abs")]) for h in hosts}
         rows.append(row)
