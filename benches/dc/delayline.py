@@ -26,6 +26,10 @@ MAX_QUEUED = 20000  # packets; beyond this the line drops (never reached at 20 M
 
 def main():
     dev, delay = sys.argv[1], float(sys.argv[2]) / 1000.0
+    try:  # a wire must not wait for the CPU: it needs little, but needs it on time
+        os.nice(-10)
+    except OSError:
+        pass
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", dev.encode(), IFF_TUN | IFF_NO_PI))
     print("ready", flush=True)
