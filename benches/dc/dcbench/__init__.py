@@ -1,0 +1,1 @@
+"""blobpin data-centre benchmark harness (see benches/dc/README.md)."""
