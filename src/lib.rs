@@ -7,6 +7,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod doctor;
 pub mod exit;
 pub mod feed;
 #[cfg(feature = "fetch")]
@@ -17,6 +18,8 @@ pub mod residency;
 pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(feature = "tracker")]
+pub mod tracker;
 
 use std::ffi::OsString;
 

@@ -3,7 +3,13 @@
 //! `CARGO_TARGET_TMPDIR`, never on tmpfs.
 
 mod common;
+mod doctor;
+mod generated;
+mod lock;
+mod modern;
+mod parallel;
 mod publish;
 mod swarm;
 #[cfg(feature = "fetch")]
 mod sync;
+mod tracker;

@@ -6,10 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use clap_complete::Shell;
-
-use super::Cli;
 
 /// Hand-written sections appended to `blobpin.1`.
 const EXTRA: &str = include_str!("man_extra.roff");
@@ -17,7 +14,7 @@ const EXTRA: &str = include_str!("man_extra.roff");
 /// Every file `generate` writes, as (path relative to the output dir, contents).
 pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
-    let cmd = Cli::command();
+    let cmd = super::command();
     let mut main = Vec::new();
     let man = clap_mangen::Man::new(cmd.clone()).date("");
     man.render(&mut main)?;
@@ -25,10 +22,7 @@ pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
     files.push(("man/blobpin.1".to_string(), main));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("blobpin-{}", sub.get_name());
-        let sub = sub
-            .clone()
-            .name(name.clone().leak() as &str)
-            .display_name(name.clone());
+        let sub = sub.clone().name(name.clone()).display_name(name.clone());
         let mut page = Vec::new();
         clap_mangen::Man::new(sub).date("").render(&mut page)?;
         files.push((format!("man/{name}.1"), page));
@@ -39,7 +33,7 @@ pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
         (Shell::Fish, "blobpin.fish"),
     ] {
         let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "blobpin", &mut buf);
+        clap_complete::generate(shell, &mut super::command(), "blobpin", &mut buf);
         files.push((format!("completions/{file}"), buf));
     }
     Ok(files)

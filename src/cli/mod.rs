@@ -23,7 +23,7 @@ use crate::exit;
 /// byte for byte: see VMTOUCH MODE below. The subcommands are the modern face of the same
 /// engine.
 #[derive(Debug, Parser)]
-#[command(name = "blobpin", version, about, long_about = None, propagate_version = true)]
+#[command(name = "blobpin", version, propagate_version = true)]
 #[command(
     after_help = "Without a subcommand, blobpin takes vmtouch's flags: blobpin -v DIR, blobpin -tl FILE ..."
 )]
@@ -41,7 +41,32 @@ pub enum Command {
     /// Drop files from the page cache.
     Evict(ResidencyArgs),
     /// Read files into the page cache and lock them there until SIGTERM or SIGINT.
+    ///
+    /// Checks first that the lock can work (memlock limit, CAP_IPC_LOCK, vm.max_map_count,
+    /// memory cgroup, MemAvailable, --max-lock) and refuses with a diagnosis when it cannot;
+    /// raises the soft memlock limit to the hard one when that is enough. Runs in the
+    /// foreground (for systemd: readiness is sent to $NOTIFY_SOCKET once everything is
+    /// locked), or with --daemon in the background. SIGTERM and SIGINT release the locks,
+    /// remove the pidfile and exit 0; SIGHUP re-scans the paths and locks files that were
+    /// replaced or grew.
     Lock(LockArgs),
+    /// Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics).
+    ///
+    /// Peers are located by the longest CIDR prefix of their source address in the topology
+    /// file; the tracker then shapes the swarm: the origin feeds a few gateway hosts per data
+    /// centre, gateways feed rack heads, and each host is handed only a parent that is ahead of
+    /// it and a backup parent, ordered same rack, same DC, remote, origin. Without --topology,
+    /// answers are random as in opentracker. SIGHUP re-reads --allow; SIGTERM and SIGINT stop.
+    Tracker(TrackerArgs),
+    /// Tell whether locking will work here, and if not, why and what exactly to change.
+    ///
+    /// Checks the memlock limits (bytes; limits.conf values are KiB), CAP_IPC_LOCK (also in
+    /// user namespaces), limits.conf/limits.d as pam_limits evaluates them, pam_limits in the
+    /// login PAM stacks, a systemd unit's LimitMEMLOCK=/AmbientCapabilities=, containers,
+    /// the memory cgroup, MemAvailable and vm.max_map_count. Exit status: 0 it will work,
+    /// 1 it will not (or, with --strict, a warning-level risk), 2 usage.
+    #[command(after_long_help = DOCTOR_AFTER_HELP)]
+    Doctor(DoctorArgs),
     /// Publish a blob: write its private .torrent and replace the feed's latest.json atomically.
     ///
     /// PATH is a file or a directory (a multi-file blob). Writes FEED/NAME/<version>.torrent,
@@ -68,6 +93,26 @@ pub enum Command {
     Generate(GenerateArgs),
 }
 
+/// The end of `blobpin doctor --help`: units, contexts and the finding ids.
+const DOCTOR_AFTER_HELP: &str = "\
+Units: RLIMIT_MEMLOCK, /proc/PID/limits, prlimit and docker --ulimit are in bytes; ulimit -l and \
+limits.conf are in KiB (no suffixes: 64m is 64 KiB); systemd LimitMEMLOCK= is bytes with \
+K/M/G/T suffixes (base 1024). Every limit is printed in bytes and KiB.
+
+Context: without --user or --unit, the running process (its limits, capabilities, container, \
+systemd service); --user NAME: a new login session of NAME (limits.conf through pam_limits); \
+--unit NAME.service: that systemd service.
+
+Finding ids (JSON schema blobpin.doctor/1, field findings[].id): memlock-ok, \
+memlock-soft-raisable, memlock-hard-too-low, memlock-zero, cap-ipc-lock, cap-ipc-lock-userns, \
+no-new-privs, cap-bounding-set, binary-nosuid, no-cap-sys-resource, max-lock, max-lock-unset, \
+limits-predicted, limits-mismatch, limits-file-ignored, limits-file-unreadable, \
+limits-unit-suffix, limits-invalid-line, limits-percent-ignored, limits-root-wildcard, \
+limits-no-limits-entry, limits-soft-above-hard, pam-limits-missing, pam-limits-conf-option, \
+sshd-usepam-off, unit-not-found, unit-limit-too-low, unit-ok, unit-bounding-set, \
+running-in-service, container, cgroup-limit, cgroup-oom-kill-disable, cgroup-oom-kills, \
+mem-available, max-map-count, rlimit-as, 32-bit, tmpfs, seccomp, lsm-confined, \
+overcommit-strict, kernel-old-default; lock-shortfall is reported by blobpin lock after locking.";
 /// Options of `blobpin publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -169,7 +214,7 @@ pub struct SeedArgs {
 }
 
 /// Options shared by stat, touch, evict and lock.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ResidencyArgs {
     /// Files or directories (directories are crawled recursively).
     #[arg(value_name = "PATH", required = true)]
@@ -217,6 +262,94 @@ pub struct LockArgs {
     /// Write the process id to FILE once everything is locked; removed on exit.
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Detach into the background; the command returns once everything is locked (exit 0)
+    /// or locking failed (exit 1).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Refuse to lock more than SIZE in total (e.g. 20G); checked before locking anything.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
+    /// Skip the preflight checks and call mlock right away.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+/// Options of `blobpin doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Files or directories that are to be locked (their size is measured).
+    #[arg(value_name = "PATH", conflicts_with = "size")]
+    pub paths: Vec<PathBuf>,
+    /// Bytes to lock (sizes as 64M, 1.5G), instead of measuring PATHs.
+    #[arg(long, value_name = "BYTES")]
+    pub size: Option<String>,
+    /// Evaluate limits.conf for this user (name or uid) as a new login session would get them.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Check the systemd service that will run blobpin (LimitMEMLOCK=, AmbientCapabilities=).
+    #[arg(long, value_name = "NAME.service")]
+    pub unit: Option<String>,
+    /// Read /etc, /proc and /sys from DIR instead of the running system (an image, a fixture).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+    /// Print every finding as JSON (schema blobpin.doctor/1): id, severity, evidence, fix.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 on warning-level risks too.
+    #[arg(long)]
+    pub strict: bool,
+    /// The --max-lock that `blobpin lock` will be given.
+    #[arg(long, value_name = "SIZE")]
+    pub max_lock: Option<String>,
+}
+
+/// Options of `blobpin tracker`.
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// Address to listen on (repeat for several; port 0 picks a free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6969")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Topology file: TOML with `[[dc]]` tables, each with `[[dc.rack]]` tables (name, cidrs),
+    /// and an optional `[overlay]` table.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// Shared secret: every announce must carry key=SECRET.
+    #[arg(long, value_name = "SECRET")]
+    pub key: Option<String>,
+    /// Only track the info-hashes listed in FILE (40 hex digits a line); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub allow: Option<PathBuf>,
+    /// Announce interval sent to clients, in seconds; peers silent for two intervals expire.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub interval: u32,
+    /// Minimum announce interval sent to clients, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub min_interval: u32,
+    /// Peers returned when an announce has no numwant.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub numwant: usize,
+    /// Most peers returned by one announce, whatever numwant asks.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_numwant: usize,
+    /// Most swarms (info-hashes) held in memory.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_swarms: usize,
+    /// Most peers held per swarm.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub max_peers: usize,
+    /// Most client connections open at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// The origin's address, IP or IP:PORT (repeatable). Without --origin and
+    /// --origin-peer-id, a peer whose first announce has left=0 counts as an origin.
+    #[arg(long, value_name = "ADDR")]
+    pub origin: Vec<String>,
+    /// Peers whose peer id starts with PREFIX are origins.
+    #[arg(long, value_name = "PREFIX")]
+    pub origin_peer_id: Option<String>,
+    /// Worker threads (0: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Options of the hidden `blobpin generate`.
@@ -227,9 +360,21 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// The clap command: [`Cli`] with the top level's `-h` removed (vmtouch's `-h` means "count
+/// hard links"; `blobpin --help` still works, and every subcommand keeps `-h`).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd.mut_arg("help", |a| {
+        a.short(None)
+            .help("Print help")
+            .long_help("Print help (-h is vmtouch's hard-link flag at the top level)")
+    })
+}
+
 /// Names that select the modern command line rather than vmtouch mode.
 pub fn subcommand_names() -> Vec<String> {
-    let mut names: Vec<String> = Cli::command()
+    let mut names: Vec<String> = command()
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
@@ -254,7 +399,7 @@ pub fn dispatch(argv: Vec<OsString>) -> i32 {
     let first = argv.get(1).and_then(|a| a.to_str());
     match first {
         None => {
-            let _ = Cli::command().print_help();
+            let _ = command().print_help();
             exit::USAGE
         }
         Some(name) if subcommand_names().iter().any(|n| n == name) => modern(argv),
@@ -263,7 +408,10 @@ pub fn dispatch(argv: Vec<OsString>) -> i32 {
 }
 
 fn modern(argv: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(argv) {
+    let parsed = command()
+        .try_get_matches_from(argv)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -278,7 +426,9 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Command::Stat(a) => residency_cmd::run(crate::residency::Op::Stat, &a, None),
         Command::Touch(a) => residency_cmd::run(crate::residency::Op::Touch, &a, None),
         Command::Evict(a) => residency_cmd::run(crate::residency::Op::Evict, &a, None),
-        Command::Lock(a) => residency_cmd::run(crate::residency::Op::Lock, &a.common, a.pidfile),
+        Command::Tracker(a) => run_tracker(&a),
+        Command::Lock(a) => residency_cmd::lock(&a),
+        Command::Doctor(a) => doctor_cmd(&a),
         Command::Publish(a) => crate::feed::publish::run(&a),
         #[cfg(feature = "fetch")]
         Command::Sync(a) => crate::sync::cmd::run(&a),
@@ -297,13 +447,57 @@ fn modern(argv: Vec<OsString>) -> i32 {
     }
 }
 
+#[cfg(feature = "tracker")]
+fn run_tracker(args: &TrackerArgs) -> anyhow::Result<i32> {
+    crate::tracker::run(args)
+}
+
+#[cfg(not(feature = "tracker"))]
+fn run_tracker(_: &TrackerArgs) -> anyhow::Result<i32> {
+    anyhow::bail!("built without tracker (rebuild with --features tracker)")
+}
+
+/// `blobpin doctor`: bad sizes, an unknown user or a missing sysroot are usage errors (2).
+fn doctor_cmd(a: &DoctorArgs) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let size = |s: &Option<String>, flag: &str| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|v| {
+                crate::residency::range::parse_size(v)
+                    .with_context(|| format!("invalid {flag} {v:?}"))
+            })
+            .transpose()
+    };
+    let result = (|| {
+        let opts = crate::doctor::DoctorOptions {
+            size: size(&a.size, "--size")?,
+            paths: a.paths.clone(),
+            residency: None,
+            user: a.user.clone(),
+            unit: a.unit.clone(),
+            sysroot: a.sysroot.clone(),
+            json: a.json,
+            strict: a.strict,
+            max_lock: size(&a.max_lock, "--max-lock")?,
+        };
+        crate::doctor::command(&opts)
+    })();
+    match result {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!("blobpin: {e:#}");
+            Ok(exit::USAGE)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -326,6 +520,6 @@ mod tests {
                 check(sub);
             }
         }
-        check(&Cli::command());
+        check(&command());
     }
 }

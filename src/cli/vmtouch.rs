@@ -115,9 +115,25 @@ struct Flags {
 /// Prints `vmtouch: FATAL: msg` and exits 1, flushing stdout first (C's `exit` does). When
 /// this is a `-d -w` daemon child, tells the waiting parent.
 fn fatal(msg: &[u8], stdout: Option<&mut dyn Write>, notify: Option<&Notify>) -> ! {
+    fatal_with_hints(msg, &[], stdout, notify)
+}
+
+/// [`fatal`], with extra lines after the FATAL line, each indented by two spaces (blobpin's
+/// only addition to vmtouch's output: the memlock doctor under a failed lock).
+fn fatal_with_hints(
+    msg: &[u8],
+    hints: &[String],
+    stdout: Option<&mut dyn Write>,
+    notify: Option<&Notify>,
+) -> ! {
     let mut line = b"vmtouch: FATAL: ".to_vec();
     line.extend_from_slice(msg);
     line.push(b'\n');
+    for h in hints {
+        line.extend_from_slice(b"  ");
+        line.extend_from_slice(h.as_bytes());
+        line.push(b'\n');
+    }
     let _ = io::stderr().write_all(&line);
     if let Some(n) = notify {
         n.send(1);
@@ -439,7 +455,7 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
         honest: false,
     };
     let start = Instant::now();
-    let mut crawler = Crawler::new(opts);
+    let mut crawler = Crawler::with_threads(opts, super::residency_cmd::threads());
     let result = {
         let mut sink = VmSink {
             out: &mut *stdout,
@@ -456,19 +472,19 @@ fn run_crawl(f: Flags, operands: Vec<OsString>, notify: Option<Notify>) -> i32 {
     };
     if let Err(fatal_err) = result {
         let msg = fatal_err.to_bytes();
-        print_lock_hints(&fatal_err);
-        fatal(&msg, Some(&mut *stdout), notify.as_ref());
+        let hints = print_lock_hints(&fatal_err);
+        fatal_with_hints(&msg, &hints, Some(&mut *stdout), notify.as_ref());
     }
     let elapsed = start.elapsed().as_secs_f64();
     let totals = crawler.totals();
 
     if f.lock || f.lockall {
-        let (kept, _pages) = crawler.into_worker().into_kept();
+        let (kept, _pages) = crawler.into_kept();
         if f.lockall {
             if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
                 let err = Fatal::Mlockall(io::Error::from(e), totals.pages * page);
-                print_lock_hints(&err);
-                fatal(&err.to_bytes(), Some(&mut *stdout), notify.as_ref());
+                let hints = print_lock_hints(&err);
+                fatal_with_hints(&err.to_bytes(), &hints, Some(&mut *stdout), notify.as_ref());
             }
         }
         let pidfile = f.pidfile.map(PathBuf::from);
@@ -556,7 +572,7 @@ fn crawl_all(
     for p in operands {
         crawler.crawl(Path::new(p), sink)?;
     }
-    Ok(())
+    crawler.finish(sink)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGQUIT so that `hold` can wait for them and remove the
@@ -638,10 +654,15 @@ fn hold(
     }
 }
 
-/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin may add indented
-/// hint lines on stderr (the memlock doctor). Printed before the FATAL line's exit.
-fn print_lock_hints(err: &Fatal) {
-    let _ = err;
+/// After a lock failure, vmtouch's FATAL line is printed unchanged; blobpin adds indented
+/// hint lines on stderr after it (the memlock doctor's short form). Returns those lines
+/// (without the indentation, which `fatal_with_hints` adds); stdout and the exit status are
+/// untouched.
+fn print_lock_hints(err: &Fatal) -> Vec<String> {
+    match err {
+        Fatal::Mlock(..) | Fatal::Mlockall(..) => super::residency_cmd::lock_hints(err),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

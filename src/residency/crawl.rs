@@ -16,28 +16,50 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::file::FileWorker;
+use super::file::{Done, FileWorker};
+use super::parallel::Pool;
 use super::{Fatal, Options, Sink, Totals, Warning};
+use crate::sys::Mapping;
 
 /// vmtouch's `MAX_CRAWL_DEPTH`.
 const MAX_DEPTH: usize = 1024;
 /// vmtouch builds child paths in a `PATH_MAX` buffer.
 const PATH_MAX: usize = 4096;
 
-/// Walks paths and hands files to the [`FileWorker`]; keeps the counters.
+/// Who processes the files the crawl reaches.
+enum Files {
+    /// On the crawling thread, one after the other.
+    Here(FileWorker),
+    /// On a pool of threads, delivered in crawl order.
+    Pool(Pool),
+}
+
+/// Walks paths and hands files to a [`FileWorker`] (or a pool of them); keeps the counters.
 pub struct Crawler {
     opts: Options,
     seen: HashSet<(u64, u64)>,
     first_dev: Option<u64>,
     ancestors: Vec<(u64, u64)>,
     totals: Totals,
-    worker: FileWorker,
+    files: Files,
 }
 
 impl Crawler {
+    /// A crawler processing files on the calling thread.
     pub fn new(opts: Options) -> Crawler {
+        Crawler::with_threads(opts, 0)
+    }
+
+    /// A crawler processing files on `threads` worker threads (0: on the calling thread).
+    /// Charts (`page_maps`) and locks are always processed on the calling thread.
+    pub fn with_threads(opts: Options, threads: usize) -> Crawler {
+        let files = if threads == 0 || opts.page_maps || opts.op.keeps_mappings() {
+            Files::Here(FileWorker::new(&opts))
+        } else {
+            Files::Pool(Pool::new(&opts, threads))
+        };
         Crawler {
-            worker: FileWorker::new(&opts),
+            files,
             opts,
             seen: HashSet::new(),
             first_dev: None,
@@ -46,14 +68,40 @@ impl Crawler {
         }
     }
 
+    /// Waits for files still being processed and delivers their reports. Call once the last
+    /// path has been crawled, before reading [`Crawler::totals`].
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Fatal> {
+        if let Files::Pool(pool) = &mut self.files {
+            let done = pool.finish(sink)?;
+            self.add(done);
+        }
+        Ok(())
+    }
+
     /// The counters so far.
     pub fn totals(&self) -> Totals {
         self.totals
     }
 
-    /// The worker, which holds the kept (locked) mappings.
-    pub fn into_worker(self) -> FileWorker {
-        self.worker
+    /// The mappings kept for locking, and their pages.
+    pub fn into_kept(self) -> (Vec<Mapping>, u64) {
+        match self.files {
+            Files::Here(w) => w.into_kept(),
+            Files::Pool(mut p) => p.take_kept(),
+        }
+    }
+
+    fn add(&mut self, done: Done) {
+        self.totals.pages += done.pages;
+        self.totals.resident += done.resident;
+        self.totals.unmeasured += done.unmeasured;
+    }
+
+    fn warn(&mut self, w: Warning, sink: &mut dyn Sink) {
+        match &mut self.files {
+            Files::Here(_) => sink.warning(w),
+            Files::Pool(pool) => pool.warning(w, sink),
+        }
     }
 
     /// Crawls one top-level path (an argument or a batch record).
@@ -79,20 +127,20 @@ impl Crawler {
         let meta = match meta {
             Ok(m) => m,
             Err(e) => {
-                sink.warning(Warning::Stat(path, e));
+                self.warn(Warning::Stat(path, e), sink);
                 return Ok(());
             }
         };
         let ft = meta.file_type();
         if ft.is_symlink() {
-            sink.warning(Warning::SymlinkNotFollowed(path));
+            self.warn(Warning::SymlinkNotFollowed(path), sink);
             return Ok(());
         }
         if self.opts.single_filesystem {
             match self.first_dev {
                 None => self.first_dev = Some(meta.dev()),
                 Some(dev) if dev != meta.dev() => {
-                    sink.warning(Warning::SeparateFilesystem(path));
+                    self.warn(Warning::SeparateFilesystem(path), sink);
                     return Ok(());
                 }
                 Some(_) => {}
@@ -111,14 +159,17 @@ impl Crawler {
         } else if is_file {
             if included {
                 self.totals.files += 1;
-                let done = self.worker.process(&path, sink)?;
-                self.totals.pages += done.pages;
-                self.totals.resident += done.resident;
-                self.totals.unmeasured += done.unmeasured;
+                match &mut self.files {
+                    Files::Here(worker) => {
+                        let done = worker.process(&path, sink)?;
+                        self.add(done);
+                    }
+                    Files::Pool(pool) => pool.file(&path, sink)?,
+                }
             }
             Ok(())
         } else {
-            sink.warning(Warning::NonRegular(path));
+            self.warn(Warning::NonRegular(path), sink);
             Ok(())
         }
     }
@@ -130,7 +181,7 @@ impl Crawler {
         sink: &mut dyn Sink,
     ) -> Result<(), Fatal> {
         if self.ancestors.contains(&key) {
-            sink.warning(Warning::Loop(path));
+            self.warn(Warning::Loop(path), sink);
             return Ok(());
         }
         if self.ancestors.len() == MAX_DEPTH {
@@ -140,7 +191,7 @@ impl Crawler {
         let entries = match fs::read_dir(&path) {
             Ok(rd) => rd,
             Err(e) => {
-                sink.warning(Warning::OpenDir(path, e));
+                self.warn(Warning::OpenDir(path, e), sink);
                 return Ok(());
             }
         };
@@ -159,7 +210,7 @@ impl Crawler {
             child.extend_from_slice(name);
             // vmtouch: snprintf("%s/%s") into char[PATH_MAX] >= sizeof -> give up on the dir.
             if base.len() + 1 + name.len() >= PATH_MAX {
-                sink.warning(Warning::PathTooLong(path.clone()));
+                self.warn(Warning::PathTooLong(path.clone()), sink);
                 break;
             }
             if let Err(f) = self.visit(PathBuf::from(OsString::from_vec(child)), sink) {

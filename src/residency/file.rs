@@ -8,8 +8,10 @@
 //!   come out the same;
 //! - residency is counted with `cachestat(2)` where the kernel has it (one call per file,
 //!   microseconds for a terabyte), else `mincore(2)` in bounded windows;
-//! - touching reads only the pages that are missing, with `readahead(2)` running ahead of
-//!   `MADV_POPULATE_READ` (or `pread` before Linux 5.14), never a SIGBUS.
+//! - touching reads only the pages that are missing, with `MADV_POPULATE_READ` in 32 MiB
+//!   steps (or `pread` before Linux 5.14), never a SIGBUS. Measured on a cold 2 GiB file:
+//!   as fast as `cat`; `readahead(2)` one step ahead and two populating threads were both
+//!   slower (the fault path's own readahead already streams).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -26,7 +28,7 @@ use crate::sys::{self, Mapping};
 
 /// Pages per `mincore` window: bounds memory to 256 KiB per file whatever its size.
 const WINDOW_PAGES: u64 = 1 << 18;
-/// Bytes populated per step while touching; `readahead` runs one step ahead.
+/// Bytes populated per step while touching (progress is reported per step).
 const TOUCH_STEP: u64 = 32 << 20;
 /// vmtouch redraws the chart at most this often while touching.
 const CHART_INTERVAL: Duration = Duration::from_millis(100);
@@ -70,8 +72,16 @@ impl FileWorker {
     }
 
     /// The mappings kept (locked, or waiting for `mlockall`) and their pages.
-    pub fn into_kept(self) -> (Vec<Mapping>, u64) {
-        (self.kept, self.kept_pages)
+    pub fn into_kept(mut self) -> (Vec<Mapping>, u64) {
+        self.take_kept()
+    }
+
+    /// Takes the mappings kept so far, leaving none.
+    pub fn take_kept(&mut self) -> (Vec<Mapping>, u64) {
+        (
+            std::mem::take(&mut self.kept),
+            std::mem::take(&mut self.kept_pages),
+        )
     }
 
     /// Processes one regular file or block device.
@@ -293,7 +303,7 @@ impl FileWorker {
     fn is_plain_fs(&mut self, file: &File, dev: u64) -> bool {
         *self.plain_fs.entry(dev).or_insert_with(|| {
             nix::sys::statfs::fstatfs(file)
-                .map(|s| PLAIN_FS_MAGIC.contains(&(s.filesystem_type().0 as i64)))
+                .map(|s| PLAIN_FS_MAGIC.contains(&s.filesystem_type().0))
                 .unwrap_or(false)
         })
     }
@@ -393,14 +403,8 @@ fn touch_missing(
             let count = i - run_start;
             let mut off = first * page;
             let end = ((first + count) * page).min(span.len);
-            let step = TOUCH_STEP;
-            let _ = sys::readahead(file.as_fd(), span.offset + off, step.min(end - off));
             while off < end {
-                let len = step.min(end - off);
-                if off + len < end {
-                    let next = step.min(end - off - len);
-                    let _ = sys::readahead(file.as_fd(), span.offset + off + len, next);
-                }
+                let len = TOUCH_STEP.min(end - off);
                 let p0 = off / page;
                 let np = len.div_ceil(page);
                 if populate {

@@ -7,6 +7,7 @@
 
 pub mod crawl;
 pub mod file;
+pub mod parallel;
 pub mod pattern;
 pub mod range;
 

@@ -111,16 +111,6 @@ pub fn fnmatch(pattern: &CStr, name: &CStr) -> bool {
     unsafe { libc::fnmatch(pattern.as_ptr(), name.as_ptr(), 0) == 0 }
 }
 
-/// `readahead(2)`: starts reading `len` bytes at `off` into the page cache without waiting.
-pub fn readahead(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
-    // SAFETY: readahead only takes integers; an invalid fd is reported as EBADF.
-    let rc = unsafe { libc::readahead(fd.as_raw_fd(), off as libc::off64_t, len as usize) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Whether `fork` returned in the parent (with the child's pid) or in the child.
 pub enum Forked {
     Parent(libc::pid_t),
