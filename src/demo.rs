@@ -1,8 +1,505 @@
-//! `blobpin demo` (being written).
+//! `blobpin demo`: a whole deployment on loopback, with no set-up, in a few seconds.
+//!
+//! 1. A scratch directory on disk (never tmpfs: `./target/` when it exists, else `$TMPDIR`,
+//!    else `/var/tmp`; each candidate is checked with statfs).
+//! 2. A blob of pseudo-random data (256 MiB by default), published into a feed there.
+//! 3. `blobpin origin` on 127.0.0.1 (feed over HTTP, tracker, seeder capped at
+//!    [`ORIGIN_RATE`] so that "time against the bound" means something on loopback).
+//! 4. Four `blobpin sync --lock` hosts started together: 127.0.1.1 and 127.0.1.2 (rack a),
+//!    127.0.2.1 and 127.0.2.2 (rack b), each primed with one piece from the origin over HTTP.
+//! 5. The report: total time against the bound (blob / origin rate), throughput, where each
+//!    host's bytes came from (the origin, its own rack, the other rack, or peers that
+//!    connected to it), the origin's upload, and what each lock holder has locked (VmLck from
+//!    /proc).
+//! 6. Clean-up: every lock holder and the origin are stopped by pid, the directory removed.
+//!
+//! # Who feeds whom
+//! The overlay is the tracker's (see `tracker::swarm`): the origin feeds rack a's head, which
+//! feeds the rest of its rack and rack b's head, which feeds rack b. On one machine, however,
+//! librqbit's announces and outgoing connections carry no source address of their own (its
+//! HTTP client and sockets are not bound to the listen address), so every host reaches the
+//! tracker as 127.0.0.1 and the tracker can neither place it in a rack nor hand out an
+//! address where it listens. The demo therefore gives each host its overlay parent with
+//! `--peer` (what the tracker answers on real machines); `--via-tracker` instead makes the
+//! hosts listen on 127.0.0.1 and announce to the origin's tracker (one location, the
+//! tracker's overlay shaping them), and `--star` gives every host only the origin, without
+//! primers (the baseline librqbit 9.1 cannot share in).
 
-use anyhow::Result;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::DemoArgs;
+
+/// Upload cap of the demo's origin, bytes per second.
+pub const ORIGIN_RATE: u64 = 100 << 20;
+
+/// One demo host.
+#[derive(Debug, Clone)]
+struct Host {
+    name: String,
+    rack: &'static str,
+    listen: SocketAddr,
+    /// Index of the host it is fed by (`None`: the origin).
+    parent: Option<usize>,
+}
+
+/// What a host's sync reported (the fields the demo reads of `blobpin.sync/1`).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct HostReport {
+    fetched_bytes: u64,
+    resumed_bytes: u64,
+    uploaded_bytes: u64,
+    bytes_by_peer: std::collections::BTreeMap<String, u64>,
+    lock_pid: Option<i32>,
+    seconds: f64,
+    path: PathBuf,
+}
+
+/// Everything the demo started, stopped on drop.
+#[derive(Default)]
+struct Cleanup {
+    dir: Option<PathBuf>,
+    keep: bool,
+    children: Vec<Child>,
+    holders: Vec<i32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        for pid in &self.holders {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        for c in &mut self.children {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        // Lock holders are not our children: wait until they are gone before removing files.
+        for pid in &self.holders {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(d) = &self.dir {
+            if !self.keep {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+}
+
+/// Picks a scratch directory on a disk filesystem.
+fn scratch_dir() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if Path::new("target").is_dir() {
+        candidates.push(PathBuf::from("target"));
+    }
+    if let Some(t) = std::env::var_os("TMPDIR") {
+        candidates.push(PathBuf::from(t));
+    }
+    candidates.push(PathBuf::from("/var/tmp"));
+    for c in candidates {
+        let on_tmpfs = nix::sys::statfs::statfs(c.as_path())
+            .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+            .unwrap_or(true);
+        if on_tmpfs {
+            continue;
+        }
+        let d = c.join(format!("blobpin-demo-{}", std::process::id()));
+        if std::fs::create_dir_all(&d).is_ok() {
+            return std::fs::canonicalize(&d)
+                .with_context(|| format!("cannot resolve {}", d.display()));
+        }
+    }
+    bail!("no scratch directory on disk: ./target, $TMPDIR and /var/tmp are tmpfs or not writable")
+}
+
+/// Writes `size` bytes of pseudo-random data (SplitMix64; fast, incompressible enough).
+fn generate(path: &Path, size: u64, seed: u64) -> Result<()> {
+    use crate::tracker::swarm::{Rng, SplitMix64};
+    let mut f = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let mut rng = SplitMix64(seed);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        let n = buf.len().min(left as usize);
+        f.write_all(&buf[..n])
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        left -= n as u64;
+    }
+    let f = f.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()
+        .with_context(|| format!("cannot fsync {}", path.display()))?;
+    // The origin must read it from disk like a real build output.
+    let _ = crate::sys::writeback::drop_range(std::os::fd::AsFd::as_fd(&f), 0, 0);
+    Ok(())
+}
+
+/// A free TCP port on `ip`.
+fn free_port(ip: IpAddr) -> Result<u16> {
+    let l = std::net::TcpListener::bind((ip, 0))
+        .with_context(|| format!("cannot bind a port on {ip}"))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The four hosts and the overlay the tracker would build for them (fanout 2, one gateway,
+/// one head per rack): origin -> a1 -> {a2, b1}, b1 -> b2.
+fn hosts(via_tracker: bool) -> Result<Vec<Host>> {
+    let spec: [(&str, &'static str, [u8; 4], Option<usize>); 4] = [
+        ("a1", "a", [127, 0, 1, 1], None),
+        ("a2", "a", [127, 0, 1, 2], Some(0)),
+        ("b1", "b", [127, 0, 2, 1], Some(0)),
+        ("b2", "b", [127, 0, 2, 2], Some(2)),
+    ];
+    spec.iter()
+        .map(|(name, rack, ip, parent)| {
+            let ip = if via_tracker {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V4(Ipv4Addr::from(*ip))
+            };
+            Ok(Host {
+                name: name.to_string(),
+                rack,
+                listen: SocketAddr::new(ip, free_port(ip)?),
+                parent: *parent,
+            })
+        })
+        .collect()
+}
+
+const TOPOLOGY: &str = "\
+# Written by blobpin demo.
+[[dc]]
+name = \"demo\"
+[[dc.rack]]
+name = \"a\"
+cidrs = [\"127.0.1.0/24\"]
+[[dc.rack]]
+name = \"b\"
+cidrs = [\"127.0.2.0/24\"]
+";
+
+/// Reads lines of the origin's stdout until its first line (the addresses) and the line
+/// saying it seeds; returns (feed URL, tracker URL, seeder address).
+fn origin_ready(child: &mut Child) -> Result<(String, String, SocketAddr)> {
+    let out = child.stdout.take().context("origin has no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addrs = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("blobpin origin: ") {
+                    let w: Vec<&str> = rest.split_whitespace().collect();
+                    if let [_, feed, _, tracker, _, seeder] = w[..] {
+                        addrs = Some((feed.to_string(), tracker.to_string(), seeder.parse()?));
+                    }
+                } else if line.starts_with("seeding ") {
+                    return addrs.context("origin printed no addresses");
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(s) = child.try_wait()? {
+                    bail!("the origin exited ({s}) before seeding");
+                }
+            }
+            Err(_) => bail!("the origin exited before seeding"),
+        }
+    }
+    bail!("the origin did not start seeding within 60 s")
+}
 
 /// Runs `blobpin demo`.
-pub fn run(_a: &crate::cli::DemoArgs) -> Result<i32> {
-    anyhow::bail!("not yet")
+pub fn run(a: &DemoArgs) -> Result<i32> {
+    let size = crate::residency::range::parse_size(&a.size)
+        .map_err(|e| anyhow::anyhow!("invalid --size {:?}: {e}", a.size))?;
+    if size < 1 << 20 {
+        bail!("invalid --size {:?}: at least 1M", a.size);
+    }
+    let exe = std::env::current_exe().context("cannot find the blobpin executable")?;
+    let mut cleanup = Cleanup::default();
+    cleanup.keep = a.keep;
+    let dir = scratch_dir()?;
+    cleanup.dir = Some(dir.clone());
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "blobpin demo in {}", dir.display())?;
+
+    let t = Instant::now();
+    let blob = dir.join("demo.bin");
+    generate(&blob, size, 0x5eed ^ std::process::id() as u64)?;
+    let feed = dir.join("feed");
+    std::fs::create_dir_all(&feed)?;
+    let published = crate::feed::publish::publish(&crate::feed::publish::PublishRequest {
+        blob: blob.clone(),
+        feed: feed.clone(),
+        name: Some("demo".into()),
+        version: None,
+        trackers: Vec::new(),
+        piece_length: None,
+    })?;
+    let entry = &published.entry;
+    writeln!(
+        out,
+        "generated and published {:.0} MiB ({} pieces of {} KiB) in {:.2} s: version {}",
+        mib(size),
+        size.div_ceil(entry.piece_length),
+        entry.piece_length >> 10,
+        t.elapsed().as_secs_f64(),
+        entry.version
+    )?;
+    let topology = dir.join("topology.toml");
+    std::fs::write(&topology, TOPOLOGY)
+        .with_context(|| format!("cannot write {}", topology.display()))?;
+
+    let mut origin = Command::new(&exe)
+        .args(["origin", "--listen", "127.0.0.1:0", "--max-upload"])
+        .arg(ORIGIN_RATE.to_string())
+        .arg("--feed")
+        .arg(&feed)
+        .arg("--topology")
+        .arg(&topology)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start blobpin origin")?;
+    let ready = origin_ready(&mut origin);
+    cleanup.children.push(origin);
+    let (feed_url, tracker_url, seeder) = ready?;
+    writeln!(
+        out,
+        "origin: feed {feed_url}, tracker {tracker_url}, seeder {seeder} (upload capped at {:.0} MiB/s)",
+        mib(ORIGIN_RATE)
+    )?;
+
+    let hosts = hosts(a.via_tracker)?;
+    let start = Instant::now();
+    let mut syncs = Vec::new();
+    for h in &hosts {
+        let dest = dir.join("hosts").join(&h.name);
+        let mut cmd = Command::new(&exe);
+        cmd.arg("sync")
+            .arg(format!("{feed_url}demo"))
+            .arg("--dest")
+            .arg(&dest)
+            .arg("--listen")
+            .arg(h.listen.to_string())
+            .args(["--json", "--stall-timeout", "30", "--seed-for", "10"]);
+        if !a.no_lock {
+            cmd.arg("--lock");
+        }
+        if a.star {
+            cmd.arg("--peer").arg(seeder.to_string());
+        } else {
+            cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
+            if a.via_tracker {
+                cmd.arg("--tracker").arg(&tracker_url);
+            } else {
+                // The parent, and the origin as the backup (the tracker's answer holds a
+                // backup parent too): a host whose parent stops never stalls.
+                if let Some(p) = h.parent {
+                    cmd.arg("--peer").arg(hosts[p].listen.to_string());
+                }
+                cmd.arg("--peer").arg(seeder.to_string());
+            }
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start blobpin sync")?;
+        syncs.push(child);
+    }
+    writeln!(
+        out,
+        "started 4 hosts: {}",
+        hosts
+            .iter()
+            .map(|h| format!("{} {} (rack {})", h.name, h.listen, h.rack))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    out.flush()?;
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for (h, child) in hosts.iter().zip(syncs) {
+        let o = child.wait_with_output().context("waiting for blobpin sync")?;
+        if !o.status.success() {
+            failed.push(format!(
+                "{}: {} {}",
+                h.name,
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            reports.push(None);
+            continue;
+        }
+        let r: HostReport = serde_json::from_slice(&o.stdout)
+            .with_context(|| format!("host {}: unreadable sync report", h.name))?;
+        if let Some(pid) = r.lock_pid {
+            cleanup.holders.push(pid);
+        }
+        reports.push(Some(r));
+    }
+    let total = start.elapsed().as_secs_f64();
+    if !failed.is_empty() {
+        bail!("sync failed on {}", failed.join("; "));
+    }
+    let uploaded = origin_uploaded(&feed_url);
+
+    let bound = size as f64 / ORIGIN_RATE as f64;
+    writeln!(
+        out,
+        "all 4 hosts verified{} in {total:.2} s ({:.0} MiB/s delivered; bound {bound:.2} s = blob / origin rate, {:.2}x)",
+        if a.no_lock { "" } else { " and locked" },
+        mib(size * 4) / total,
+        total / bound
+    )?;
+    writeln!(
+        out,
+        "{:<4} {:<5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7} {:>11}",
+        "host", "rack", "origin", "own rack", "other rack", "incoming", "primed", "uploaded", "secs", "VmLck"
+    )?;
+    let mut from_origin = 0;
+    let mut from_hosts = 0;
+    for (h, r) in hosts.iter().zip(&reports) {
+        let r = r.as_ref().expect("failures returned above");
+        let (mut o, mut own, mut other, mut inc) = (0u64, 0u64, 0u64, 0u64);
+        for (addr, bytes) in &r.bytes_by_peer {
+            let Ok(sa) = addr.parse::<SocketAddr>() else {
+                inc += bytes;
+                continue;
+            };
+            if sa == seeder {
+                o += bytes;
+            } else if let Some(peer) = hosts.iter().find(|p| p.listen == sa) {
+                if peer.rack == h.rack {
+                    own += bytes;
+                } else {
+                    other += bytes;
+                }
+            } else {
+                // An incoming connection: its source port is ephemeral and, on loopback,
+                // its address 127.0.0.1, so only "another host" is known.
+                inc += bytes;
+            }
+        }
+        from_origin += o;
+        from_hosts += own + other + inc;
+        let vmlck = r
+            .lock_pid
+            .and_then(vmlck)
+            .map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+        writeln!(
+            out,
+            "{:<4} {:<5} {:>5.0} MiB {:>6.0} MiB {:>6.0} MiB {:>6.0} MiB {:>6.2} MiB {:>5.0} MiB {:>7.2} {:>11}",
+            h.name,
+            h.rack,
+            mib(o),
+            mib(own),
+            mib(other),
+            mib(inc),
+            mib(r.resumed_bytes),
+            mib(r.uploaded_bytes),
+            r.seconds,
+            vmlck
+        )?;
+        let _ = r.fetched_bytes;
+    }
+    let got = from_origin + from_hosts;
+    writeln!(
+        out,
+        "hosts took {:.0}% of their bytes from each other; the origin uploaded {} ({:.2}x the blob){}",
+        if got > 0 {
+            100.0 * from_hosts as f64 / got as f64
+        } else {
+            0.0
+        },
+        uploaded.map_or("?".to_string(), |u| format!("{:.0} MiB", mib(u))),
+        uploaded.map_or(0.0, |u| u as f64 / size as f64),
+        if a.no_lock {
+            String::new()
+        } else {
+            format!(
+                "; each host's copy locked in RAM under {}",
+                reports[0]
+                    .as_ref()
+                    .map(|r| r.path.display().to_string())
+                    .unwrap_or_default()
+                    .replace("/hosts/a1/", "/hosts/*/")
+            )
+        }
+    )?;
+    drop(cleanup);
+    writeln!(
+        out,
+        "cleaned up: lock holders and origin stopped{}",
+        if a.keep {
+            format!(", {} kept", dir.display())
+        } else {
+            format!(", {} removed", dir.display())
+        }
+    )?;
+    out.flush()?;
+    Ok(crate::exit::OK)
+}
+
+/// VmLck of a process, in KiB.
+fn vmlck(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmLck:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The origin's upload, from its /metrics.
+fn origin_uploaded(feed_url: &str) -> Option<u64> {
+    let base = feed_url.trim_end_matches('/').strip_suffix("/feed")?;
+    let rt = crate::fetch::runtime().ok()?;
+    let body = rt
+        .block_on(crate::fetch::get(&format!("{base}/metrics"), 16 << 20))
+        .ok()?;
+    let text = String::from_utf8(body).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("blobpin_origin_uploaded_bytes{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum(),
+    )
 }

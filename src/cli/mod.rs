@@ -256,6 +256,10 @@ pub struct DemoArgs {
     /// (the star that librqbit 9.1 cannot share in; for comparison).
     #[arg(long, hide = true)]
     pub star: bool,
+    /// Hosts listen on 127.0.0.1 and find each other through the origin's tracker (on one
+    /// machine the tracker sees every host as 127.0.0.1; for comparison).
+    #[arg(long, hide = true)]
+    pub via_tracker: bool,
     /// Keep the temporary directory (its path is printed).
     #[arg(long)]
     pub keep: bool,
