@@ -360,7 +360,9 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for (h, child) in hosts.iter().zip(syncs) {
-        let o = child.wait_with_output().context("waiting for blobpin sync")?;
+        let o = child
+            .wait_with_output()
+            .context("waiting for blobpin sync")?;
         if !o.status.success() {
             failed.push(format!(
                 "{}: {} {}",
@@ -395,7 +397,16 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     writeln!(
         out,
         "{:<4} {:<5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7} {:>11}",
-        "host", "rack", "origin", "own rack", "other rack", "incoming", "primed", "uploaded", "secs", "VmLck"
+        "host",
+        "rack",
+        "origin",
+        "own rack",
+        "other rack",
+        "incoming",
+        "primed",
+        "uploaded",
+        "secs",
+        "VmLck"
     )?;
     let mut from_origin = 0;
     let mut from_hosts = 0;
