@@ -115,13 +115,25 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__demo)
-            opts="-h -V --size --no-lock --star --keep --help --version"
+            opts="-h -V --size --no-lock --shape --piece-size --seed-for --keep --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shape)
+                    COMPREPLY=($(compgen -W "tracker peers chain star" -- "${cur}"))
+                    return 0
+                    ;;
+                --piece-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed-for)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -465,7 +477,7 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__origin)
-            opts="-h -V --feed --listen --tracker-listen --seed-listen --topology --key --max-upload --metrics --scan-ms --help --version"
+            opts="-h -V --feed --listen --tracker-listen --seed-listen --topology --key --max-upload --metrics --loopback-racks --scan-ms --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

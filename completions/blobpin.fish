@@ -145,18 +145,24 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -s h -l help -d 'P
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l feed -d 'The feed directory (as written by `blobpin publish --feed DIR`)' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l listen -d 'Address to serve the feed on (HTTP)' -r
-complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l tracker-listen -d 'Address of the tracker [default: the --listen IP, port + 1; any free port if 0]' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l tracker-listen -d 'Address of the tracker, repeatable [default: the --listen IP, port + 1; any free port if 0]' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l seed-listen -d 'Address the seeder accepts peers on [default: the --listen IP, port + 2; any free port if 0]' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l topology -d 'Topology file for the tracker (as `blobpin tracker --topology`)' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l key -d 'Shared secret: every announce must carry key=SECRET' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l max-upload -d 'Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l metrics -d 'Also serve /metrics (Prometheus text) on this address' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l scan-ms -d 'Milliseconds between scans of the feed directory' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l loopback-racks -d 'Emulation on one machine: locate a loopback client by the tracker address it connected to (give each emulated host the tracker URL on its own 127.x.y.z address)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l size -d 'Size of the generated blob (e.g. 256M)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l shape -d 'Who feeds whom (for measurements): tracker (the origin\'s tracker shapes the overlay), peers (each host given its overlay parent and the origin by --peer), chain (the parent only), star (every host gets only the origin, no primer piece)' -r -f -a "tracker\t''
+peers\t''
+chain\t''
+star\t''"
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l piece-size -d 'Piece size of the published blob (e.g. 4M) [default: chosen from the size]' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l seed-for -d 'Seconds each host keeps seeding after it has the blob, before it locks and exits' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l no-lock -d 'Do not lock the hosts\' copies (for machines where locking cannot work)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l star -d 'Hosts join without a primer piece and are all given the origin as their only peer (the star that librqbit 9.1 cannot share in; for comparison)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l keep -d 'Keep the temporary directory (its path is printed)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -s V -l version -d 'Print version'

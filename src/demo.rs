@@ -14,16 +14,18 @@
 //! 6. Clean-up: every lock holder and the origin are stopped by pid, the directory removed.
 //!
 //! # Who feeds whom
-//! The overlay is the tracker's (see `tracker::swarm`): the origin feeds rack a's head, which
-//! feeds the rest of its rack and rack b's head, which feeds rack b. On one machine, however,
-//! librqbit's announces and outgoing connections carry no source address of their own (its
-//! HTTP client and sockets are not bound to the listen address), so every host reaches the
-//! tracker as 127.0.0.1 and the tracker can neither place it in a rack nor hand out an
-//! address where it listens. The demo therefore gives each host its overlay parent with
-//! `--peer` (what the tracker answers on real machines); `--via-tracker` instead makes the
-//! hosts listen on 127.0.0.1 and announce to the origin's tracker (one location, the
-//! tracker's overlay shaping them), and `--star` gives every host only the origin, without
-//! primers (the baseline librqbit 9.1 cannot share in).
+//! The tracker's overlay (see `tracker::swarm`), as on real machines: each host announces to
+//! the origin's tracker and is handed its parent and a backup. One machine needs one trick:
+//! librqbit does not bind its outgoing sockets, so every host would reach the tracker from
+//! 127.0.0.1 and could be neither placed in a rack nor reached where it listens. The tracker
+//! therefore listens on every host's address too, each host is given the tracker URL on its
+//! own address, and the origin runs with the hidden `--loopback-racks`, which locates a
+//! loopback client by the address it connected to
+//! ([`crate::tracker::TrackerConfig::loopback_by_destination`]).
+//!
+//! The hidden `--shape` selects other overlays for measurements: `peers` (each host given
+//! its parent by `--peer`, the origin as backup), `chain` (the parent only) and `star` (every
+//! host gets only the origin and no primer piece: the baseline librqbit 9.1 cannot share in).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -170,7 +172,7 @@ fn free_port(ip: IpAddr) -> Result<u16> {
 
 /// The four hosts and the overlay the tracker would build for them (fanout 2, one gateway,
 /// one head per rack): origin -> a1 -> {a2, b1}, b1 -> b2.
-fn hosts(via_tracker: bool) -> Result<Vec<Host>> {
+fn hosts() -> Result<Vec<Host>> {
     let spec: [(&str, &'static str, [u8; 4], Option<usize>); 4] = [
         ("a1", "a", [127, 0, 1, 1], None),
         ("a2", "a", [127, 0, 1, 2], Some(0)),
@@ -179,11 +181,7 @@ fn hosts(via_tracker: bool) -> Result<Vec<Host>> {
     ];
     spec.iter()
         .map(|(name, rack, ip, parent)| {
-            let ip = if via_tracker {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                IpAddr::V4(Ipv4Addr::from(*ip))
-            };
+            let ip = IpAddr::V4(Ipv4Addr::from(*ip));
             Ok(Host {
                 name: name.to_string(),
                 rack,
@@ -271,7 +269,14 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         name: Some("demo".into()),
         version: None,
         trackers: Vec::new(),
-        piece_length: None,
+        piece_length: a
+            .piece_size
+            .as_deref()
+            .map(|p| {
+                crate::residency::range::parse_size(p)
+                    .map_err(|e| anyhow::anyhow!("invalid --piece-size {p:?}: {e}"))
+            })
+            .transpose()?,
     })?;
     let entry = &published.entry;
     writeln!(
@@ -287,8 +292,24 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     std::fs::write(&topology, TOPOLOGY)
         .with_context(|| format!("cannot write {}", topology.display()))?;
 
-    let mut origin = Command::new(&exe)
-        .args(["origin", "--listen", "127.0.0.1:0", "--max-upload"])
+    let hosts = hosts()?;
+    // The tracker listens on 127.0.0.1 and on every host's address, one port: each host
+    // announces to its own address, where the tracker (--loopback-racks) locates it.
+    let tport = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    let mut tracker_listen = vec![SocketAddr::from(([127, 0, 0, 1], tport))];
+    tracker_listen.extend(hosts.iter().map(|h| SocketAddr::new(h.listen.ip(), tport)));
+    let mut origin = Command::new(&exe);
+    origin.arg("origin");
+    for t in &tracker_listen {
+        origin.arg("--tracker-listen").arg(t.to_string());
+    }
+    let mut origin = origin
+        .args([
+            "--loopback-racks",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-upload",
+        ])
         .arg(ORIGIN_RATE.to_string())
         .arg("--feed")
         .arg(&feed)
@@ -308,10 +329,14 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         mib(ORIGIN_RATE)
     )?;
 
-    let hosts = hosts(a.via_tracker)?;
     let start = Instant::now();
     let mut syncs = Vec::new();
     for h in &hosts {
+        // librqbit retries a refused connection only after 10 s or more: start a host once
+        // its parent accepts connections (parents come first in `hosts`).
+        if let (Some(p), false) = (h.parent, a.shape == "tracker" || a.shape == "star") {
+            wait_listening(hosts[p].listen, &mut syncs[p])?;
+        }
         let dest = dir.join("hosts").join(&h.name);
         let mut cmd = Command::new(&exe);
         cmd.arg("sync")
@@ -320,23 +345,30 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
             .arg(&dest)
             .arg("--listen")
             .arg(h.listen.to_string())
-            .args(["--json", "--stall-timeout", "30", "--seed-for", "10"]);
+            .args(["--json", "--stall-timeout", "30", "--seed-for"])
+            .arg(a.seed_for.to_string());
         if !a.no_lock {
             cmd.arg("--lock");
         }
-        if a.star {
-            cmd.arg("--peer").arg(seeder.to_string());
-        } else {
-            cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
-            if a.via_tracker {
-                cmd.arg("--tracker").arg(&tracker_url);
-            } else {
-                // The parent, and the origin as the backup (the tracker's answer holds a
-                // backup parent too): a host whose parent stops never stalls.
-                if let Some(p) = h.parent {
-                    cmd.arg("--peer").arg(hosts[p].listen.to_string());
-                }
+        match a.shape.as_str() {
+            "star" => {
                 cmd.arg("--peer").arg(seeder.to_string());
+            }
+            shape => {
+                cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
+                if shape == "tracker" {
+                    cmd.arg("--tracker")
+                        .arg(format!("http://{}:{tport}/announce", h.listen.ip()));
+                } else {
+                    // The parent, and (peers) the origin as the backup the tracker's answer
+                    // also holds: a host whose parent stops never stalls.
+                    if let Some(p) = h.parent {
+                        cmd.arg("--peer").arg(hosts[p].listen.to_string());
+                    }
+                    if shape == "peers" || h.parent.is_none() {
+                        cmd.arg("--peer").arg(seeder.to_string());
+                    }
+                }
             }
         }
         let child = cmd
@@ -490,6 +522,21 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     )?;
     out.flush()?;
     Ok(crate::exit::OK)
+}
+
+/// Waits until `addr` accepts TCP connections (a host's peer listener is up), or `child` exits.
+fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(s) = child.try_wait()? {
+            bail!("the host listening on {addr} exited ({s}) before accepting peers");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no host listens on {addr} after 30 s")
 }
 
 /// VmLck of a process, in KiB.

@@ -100,7 +100,8 @@ pub enum Command {
     /// No set-up: generates a blob of pseudo-random data in a temporary directory (on disk,
     /// under target/ or $TMPDIR), publishes it, starts `blobpin origin` and four
     /// `blobpin sync --lock` hosts on 127.0.1.1, 127.0.1.2 (rack a) and 127.0.2.1, 127.0.2.2
-    /// (rack b), each primed with one piece from the origin, then prints the time, the
+    /// (rack b), each primed with one piece from the origin and shaped into an overlay by the
+    /// origin's tracker, then prints the time, the
     /// throughput, where each host's bytes came from (origin, its rack, the other rack) and
     /// what each lock holder has locked (VmLck), and removes everything it started.
     Demo(DemoArgs),
@@ -219,9 +220,10 @@ pub struct OriginArgs {
     /// Address to serve the feed on (HTTP).
     #[arg(long, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
-    /// Address of the tracker [default: the --listen IP, port + 1; any free port if 0].
+    /// Address of the tracker, repeatable [default: the --listen IP, port + 1; any free port
+    /// if 0].
     #[arg(long, value_name = "ADDR")]
-    pub tracker_listen: Option<std::net::SocketAddr>,
+    pub tracker_listen: Vec<std::net::SocketAddr>,
     /// Address the seeder accepts peers on [default: the --listen IP, port + 2; any free port
     /// if 0].
     #[arg(long, value_name = "ADDR")]
@@ -238,6 +240,10 @@ pub struct OriginArgs {
     /// Also serve /metrics (Prometheus text) on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Emulation on one machine: locate a loopback client by the tracker address it connected
+    /// to (give each emulated host the tracker URL on its own 127.x.y.z address).
+    #[arg(long, hide = true)]
+    pub loopback_racks: bool,
     /// Milliseconds between scans of the feed directory.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     pub scan_ms: u64,
@@ -252,14 +258,18 @@ pub struct DemoArgs {
     /// Do not lock the hosts' copies (for machines where locking cannot work).
     #[arg(long)]
     pub no_lock: bool,
-    /// Hosts join without a primer piece and are all given the origin as their only peer
-    /// (the star that librqbit 9.1 cannot share in; for comparison).
-    #[arg(long, hide = true)]
-    pub star: bool,
-    /// Hosts listen on 127.0.0.1 and find each other through the origin's tracker (on one
-    /// machine the tracker sees every host as 127.0.0.1; for comparison).
-    #[arg(long, hide = true)]
-    pub via_tracker: bool,
+    /// Who feeds whom (for measurements): tracker (the origin's tracker shapes the overlay),
+    /// peers (each host given its overlay parent and the origin by --peer), chain (the parent
+    /// only), star (every host gets only the origin, no primer piece).
+    #[arg(long, value_name = "SHAPE", default_value = "tracker", hide = true,
+          value_parser = ["tracker", "peers", "chain", "star"])]
+    pub shape: String,
+    /// Piece size of the published blob (e.g. 4M) [default: chosen from the size].
+    #[arg(long, value_name = "SIZE", hide = true)]
+    pub piece_size: Option<String>,
+    /// Seconds each host keeps seeding after it has the blob, before it locks and exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3, hide = true)]
+    pub seed_for: u64,
     /// Keep the temporary directory (its path is printed).
     #[arg(long)]
     pub keep: bool,

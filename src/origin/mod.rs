@@ -46,8 +46,10 @@ use crate::tracker::{OriginMatcher, Topology, Tracker, TrackerConfig};
 pub struct OriginOptions {
     pub feed: PathBuf,
     pub listen: SocketAddr,
-    pub tracker_listen: SocketAddr,
+    pub tracker_listen: Vec<SocketAddr>,
     pub seed_listen: SocketAddr,
+    /// See [`TrackerConfig::loopback_by_destination`].
+    pub loopback_racks: bool,
     pub topology: Option<Topology>,
     pub key: Option<String>,
     pub max_upload: Option<std::num::NonZeroU32>,
@@ -170,7 +172,12 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
     Ok(OriginOptions {
         feed: a.feed.clone(),
         listen: a.listen,
-        tracker_listen: a.tracker_listen.unwrap_or_else(|| companion(a.listen, 1)),
+        tracker_listen: if a.tracker_listen.is_empty() {
+            vec![companion(a.listen, 1)]
+        } else {
+            a.tracker_listen.clone()
+        },
+        loopback_racks: a.loopback_racks,
         seed_listen: a.seed_listen.unwrap_or_else(|| companion(a.listen, 2)),
         topology,
         key: a.key.clone(),
@@ -228,7 +235,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
         };
         let seeder = SocketAddr::new(announce_ip, swarm.listen.port());
         let tracker = Tracker::bind(TrackerConfig {
-            listen: vec![o.tracker_listen],
+            listen: o.tracker_listen.clone(),
             topology: o.topology.clone(),
             key: o.key.as_ref().map(|k| k.as_bytes().to_vec()),
             allow: Some(HashSet::new()),
@@ -237,11 +244,12 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
                 peer_id_prefix: None,
             },
             threads: 1,
+            loopback_by_destination: o.loopback_racks,
             ..TrackerConfig::default()
         })
         .with_context(|| {
             format!(
-                "cannot start the tracker on {} (--tracker-listen)",
+                "cannot start the tracker on {:?} (--tracker-listen)",
                 o.tracker_listen
             )
         })?;
