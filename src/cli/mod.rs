@@ -268,7 +268,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "SIZE", hide = true)]
     pub piece_size: Option<String>,
     /// Seconds each host keeps seeding after it has the blob, before it locks and exits.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3, hide = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 8, hide = true)]
     pub seed_for: u64,
     /// Keep the temporary directory (its path is printed).
     #[arg(long)]
