@@ -440,3 +440,73 @@ fn demo_runs_end_to_end_and_cleans_up() {
         "a process of the demo survived: {ps}"
     );
 }
+
+/// Announces from the default source address (127.0.0.1) to the tracker at `to`, as a peer
+/// listening on `port`; returns the compact peers of the answer.
+fn announce_to(to: SocketAddr, info_hash: &[u8], peer_id: &[u8; 20], port: u16) -> Vec<SocketAddr> {
+    let q = format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left=100&compact=1",
+        percent(info_hash),
+        percent(peer_id)
+    );
+    let (status, _, body) = get(to, &q, "");
+    assert_eq!(status, 200);
+    let i = body
+        .windows(7)
+        .position(|w| w == b"5:peers")
+        .unwrap_or_else(|| panic!("no peers in {}", String::from_utf8_lossy(&body)));
+    let rest = &body[i + 7..];
+    let colon = rest.iter().position(|&b| b == b':').unwrap();
+    let n: usize = std::str::from_utf8(&rest[..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
+    rest[colon + 1..colon + 1 + n]
+        .chunks(6)
+        .map(|c| SocketAddr::from(([c[0], c[1], c[2], c[3]], u16::from_be_bytes([c[4], c[5]]))))
+        .collect()
+}
+
+#[test]
+fn loopback_racks_locate_hosts_by_the_tracker_address_they_connect_to() {
+    let s = Scratch::new("origin-loopback");
+    write_blob(&s.path("build/blob.bin"), 1 << 20, 78);
+    let entry = publish(&s.path("build/blob.bin"), &s.path("feed"), "v1");
+    let port = free_addr("127.0.0.1").port();
+    let a: SocketAddr = format!("127.0.1.1:{port}").parse().unwrap();
+    let b: SocketAddr = format!("127.0.2.1:{port}").parse().unwrap();
+    let lo: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let args = [
+        "--loopback-racks",
+        "--tracker-listen",
+        &lo.to_string(),
+        "--tracker-listen",
+        &a.to_string(),
+        "--tracker-listen",
+        &b.to_string(),
+    ];
+    let o = Origin::start(&s.path("feed"), &args);
+    o.wait_seeding("v1");
+    let ih = unhex(&entry.torrent.info_hash);
+    // Both clients connect from 127.0.0.1; the tracker places each at the address it reached.
+    // (The origin announces its seeder right after printing that it seeds it.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let got = announce_to(a, &ih, b"-TT0001-hostA0000001", 7001);
+        if got.contains(&o.seeder) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(first.contains(&o.seeder), "{first:?}");
+    let second = announce_to(b, &ih, b"-TT0001-hostB0000001", 7002);
+    let host_a: SocketAddr = "127.0.1.1:7001".parse().unwrap();
+    assert!(second.contains(&host_a), "{second:?}");
+    assert!(
+        !second
+            .iter()
+            .any(|p| p.ip().to_string() == "127.0.0.1" && p.port() == 7001),
+        "{second:?}"
+    );
+    assert_eq!(o.stop(), Some(0));
+}
