@@ -160,7 +160,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l shape -d 'Who f
 peers\t''
 chain\t''
 star\t''"
-complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l piece-size -d 'Piece size of the published blob (e.g. 4M) [default: chosen from the size]' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l piece-size -d 'Piece size of the published blob (4 MiB: fewer HAVE messages than the 256 KiB publish would choose, which librqbit 9.1 can drop when a connection lags)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l seed-for -d 'Seconds each host keeps seeding after it has the blob, before it locks and exits' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l no-lock -d 'Do not lock the hosts\' copies (for machines where locking cannot work)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l keep -d 'Keep the temporary directory (its path is printed)'

@@ -269,14 +269,10 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         name: Some("demo".into()),
         version: None,
         trackers: Vec::new(),
-        piece_length: a
-            .piece_size
-            .as_deref()
-            .map(|p| {
-                crate::residency::range::parse_size(p)
-                    .map_err(|e| anyhow::anyhow!("invalid --piece-size {p:?}: {e}"))
-            })
-            .transpose()?,
+        piece_length: Some(
+            crate::residency::range::parse_size(&a.piece_size)
+                .map_err(|e| anyhow::anyhow!("invalid --piece-size {:?}: {e}", a.piece_size))?,
+        ),
     })?;
     let entry = &published.entry;
     writeln!(
@@ -416,7 +412,7 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     if !failed.is_empty() {
         bail!("sync failed on {}", failed.join("; "));
     }
-    let uploaded = origin_uploaded(&feed_url);
+    let (uploaded, primed) = origin_metrics(&feed_url);
 
     let bound = size as f64 / ORIGIN_RATE as f64;
     // Every host seeds for --seed-for seconds once it has the blob (so that the hosts it feeds
@@ -498,7 +494,7 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
     let got = from_origin + from_hosts;
     writeln!(
         out,
-        "hosts took {:.0}% of their bytes from each other; the origin uploaded {} ({:.2}x the blob){}",
+        "hosts took {:.0}% of their bytes from each other; the origin uploaded {} ({:.2}x the blob) and served {} of primer pieces over HTTP{}",
         if got > 0 {
             100.0 * from_hosts as f64 / got as f64
         } else {
@@ -506,6 +502,7 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         },
         uploaded.map_or("?".to_string(), |u| format!("{:.0} MiB", mib(u))),
         uploaded.map_or(0.0, |u| u as f64 / size as f64),
+        primed.map_or("?".to_string(), |p| format!("{:.0} MiB", mib(p))),
         if a.no_lock {
             String::new()
         } else {
@@ -555,18 +552,27 @@ fn vmlck(pid: i32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The origin's upload, from its /metrics.
-fn origin_uploaded(feed_url: &str) -> Option<u64> {
-    let base = feed_url.trim_end_matches('/').strip_suffix("/feed")?;
-    let rt = crate::fetch::runtime().ok()?;
-    let body = rt
-        .block_on(crate::fetch::get(&format!("{base}/metrics"), 16 << 20))
-        .ok()?;
-    let text = String::from_utf8(body).ok()?;
-    Some(
+/// The origin's seeder upload and the primer bytes it served over HTTP, from its /metrics.
+fn origin_metrics(feed_url: &str) -> (Option<u64>, Option<u64>) {
+    let text = (|| {
+        let base = feed_url.trim_end_matches('/').strip_suffix("/feed")?;
+        let rt = crate::fetch::runtime().ok()?;
+        let body = rt
+            .block_on(crate::fetch::get(&format!("{base}/metrics"), 16 << 20))
+            .ok()?;
+        String::from_utf8(body).ok()
+    })();
+    let Some(text) = text else {
+        return (None, None);
+    };
+    let sum = |prefix: &str| -> u64 {
         text.lines()
-            .filter(|l| l.starts_with("blobpin_origin_uploaded_bytes{"))
+            .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum(),
+            .sum()
+    };
+    (
+        Some(sum("blobpin_origin_uploaded_bytes{")),
+        Some(sum("blobpin_origin_primer_bytes ")),
     )
 }

@@ -47,11 +47,8 @@ fn publish_writes_a_private_torrent_and_a_matching_feed_entry() {
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     // Where the data is, for `blobpin origin`.
-    let source = fs::read_to_string(
-        s.path("feed/idx")
-            .join(format!("{}.source", entry.version)),
-    )
-    .unwrap();
+    let source =
+        fs::read_to_string(s.path("feed/idx").join(format!("{}.source", entry.version))).unwrap();
     assert_eq!(
         std::path::PathBuf::from(source),
         fs::canonicalize(s.path("idx.bin")).unwrap()

@@ -264,9 +264,10 @@ pub struct DemoArgs {
     #[arg(long, value_name = "SHAPE", default_value = "tracker", hide = true,
           value_parser = ["tracker", "peers", "chain", "star"])]
     pub shape: String,
-    /// Piece size of the published blob (e.g. 4M) [default: chosen from the size].
-    #[arg(long, value_name = "SIZE", hide = true)]
-    pub piece_size: Option<String>,
+    /// Piece size of the published blob (4 MiB: fewer HAVE messages than the 256 KiB publish
+    /// would choose, which librqbit 9.1 can drop when a connection lags).
+    #[arg(long, value_name = "SIZE", default_value = "4M", hide = true)]
+    pub piece_size: String,
     /// Seconds each host keeps seeding after it has the blob, before it locks and exits.
     #[arg(long, value_name = "SECONDS", default_value_t = 8, hide = true)]
     pub seed_for: u64,
