@@ -31,6 +31,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -62,52 +63,111 @@ struct HostReport {
     path: PathBuf,
 }
 
-/// Everything the demo started, stopped on drop.
+/// Everything the demo started: process ids (the origin, the syncs) and the scratch
+/// directory. Lock holders are found through the hosts' pidfiles (`.locks/*.pid`), so even
+/// those of a sync that was interrupted are stopped.
 #[derive(Default)]
-struct Cleanup {
+struct Started {
     dir: Option<PathBuf>,
     keep: bool,
-    children: Vec<Child>,
-    holders: Vec<i32>,
+    pids: Vec<i32>,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        for pid in &self.holders {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+/// Shared with the signal thread, which cleans up on SIGINT/SIGTERM.
+type StartedRef = Arc<Mutex<Started>>;
+
+/// Stops everything (SIGTERM, then SIGKILL after 5 s) and removes the directory.
+fn stop_all(s: &Started) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut pids = s.pids.clone();
+    if let Some(d) = &s.dir {
+        pids.extend(holder_pids(d));
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| running(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in pids.iter().filter(|p| running(**p)) {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    if let Some(d) = &s.dir {
+        if !s.keep {
+            let _ = std::fs::remove_dir_all(d);
         }
-        for c in &mut self.children {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-        }
-        for c in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+    }
+}
+
+/// Pids in `DIR/hosts/*/.locks/*.pid`.
+fn holder_pids(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(dir.join("hosts")) else {
+        return out;
+    };
+    for h in hosts.flatten() {
+        let Ok(locks) = std::fs::read_dir(h.path().join(".locks")) else {
+            continue;
+        };
+        for l in locks.flatten() {
+            if l.path().extension().is_some_and(|e| e == "pid") {
+                if let Some(pid) = std::fs::read_to_string(l.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                {
+                    out.push(pid);
                 }
             }
         }
-        // Lock holders are not our children: wait until they are gone before removing files.
-        for pid in &self.holders {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        if let Some(d) = &self.dir {
-            if !self.keep {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        }
     }
+    out
+}
+
+/// Whether a process exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Cleans up when the demo is interrupted: a thread waits for SIGINT/SIGTERM (through a
+/// handler, not a blocked mask, which the children would inherit), stops everything and
+/// exits 130.
+fn clean_up_on_signal(started: StartedRef) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal thread")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                let _ = tx.send(false);
+                return;
+            };
+            let _ = tx.send(true);
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("blobpin: demo interrupted; stopping everything it started");
+        stop_all(&started.lock().unwrap_or_else(|e| e.into_inner()));
+        std::process::exit(crate::exit::INTERRUPTED);
+    });
+    if rx.recv() != Ok(true) {
+        bail!("cannot install the demo's signal handlers");
+    }
+    Ok(())
 }
 
 /// Picks a scratch directory on a disk filesystem.
@@ -250,10 +310,37 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         bail!("invalid --size {:?}: at least 1M", a.size);
     }
     let exe = std::env::current_exe().context("cannot find the blobpin executable")?;
-    let mut cleanup = Cleanup::default();
-    cleanup.keep = a.keep;
+    let started: StartedRef = Arc::new(Mutex::new(Started {
+        keep: a.keep,
+        ..Default::default()
+    }));
+    clean_up_on_signal(started.clone())?;
     let dir = scratch_dir()?;
-    cleanup.dir = Some(dir.clone());
+    started.lock().unwrap_or_else(|e| e.into_inner()).dir = Some(dir.clone());
+    let result = demo(a, &exe, size, &dir, &started);
+    stop_all(&started.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut out = std::io::stdout().lock();
+    if result.is_ok() {
+        writeln!(
+            out,
+            "cleaned up: lock holders and origin stopped, {} {}",
+            dir.display(),
+            if a.keep { "kept" } else { "removed" }
+        )?;
+    }
+    out.flush()?;
+    result.map(|()| crate::exit::OK)
+}
+
+/// The demo proper; everything it starts is recorded in `started`.
+fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -> Result<()> {
+    let record = |pid: u32| {
+        started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pids
+            .push(pid as i32)
+    };
     let mib = |b: u64| b as f64 / 1048576.0;
     let mut out = std::io::stdout().lock();
     writeln!(out, "blobpin demo in {}", dir.display())?;
@@ -316,8 +403,8 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot start blobpin origin")?;
+    record(origin.id());
     let ready = origin_ready(&mut origin);
-    cleanup.children.push(origin);
     let (feed_url, tracker_url, seeder) = ready?;
     writeln!(
         out,
@@ -373,6 +460,7 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start blobpin sync")?;
+        record(child.id());
         syncs.push(child);
     }
     writeln!(
@@ -403,9 +491,6 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
         }
         let r: HostReport = serde_json::from_slice(&o.stdout)
             .with_context(|| format!("host {}: unreadable sync report", h.name))?;
-        if let Some(pid) = r.lock_pid {
-            cleanup.holders.push(pid);
-        }
         reports.push(Some(r));
     }
     let total = start.elapsed().as_secs_f64();
@@ -516,18 +601,9 @@ pub fn run(a: &DemoArgs) -> Result<i32> {
             )
         }
     )?;
-    drop(cleanup);
-    writeln!(
-        out,
-        "cleaned up: lock holders and origin stopped{}",
-        if a.keep {
-            format!(", {} kept", dir.display())
-        } else {
-            format!(", {} removed", dir.display())
-        }
-    )?;
     out.flush()?;
-    Ok(crate::exit::OK)
+    drop(origin);
+    Ok(())
 }
 
 /// Waits until `addr` accepts TCP connections (a host's peer listener is up), or `child` exits.
