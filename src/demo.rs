@@ -381,7 +381,7 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
     let tport = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST))?;
     let mut tracker_listen = vec![SocketAddr::from(([127, 0, 0, 1], tport))];
     tracker_listen.extend(hosts.iter().map(|h| SocketAddr::new(h.listen.ip(), tport)));
-    let mut origin = Command::new(&exe);
+    let mut origin = Command::new(exe);
     origin.arg("origin");
     for t in &tracker_listen {
         origin.arg("--tracker-listen").arg(t.to_string());
@@ -421,7 +421,7 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
             wait_listening(hosts[p].listen, &mut syncs[p])?;
         }
         let dest = dir.join("hosts").join(&h.name);
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("sync")
             .arg(format!("{feed_url}demo"))
             .arg("--dest")
