@@ -126,7 +126,7 @@ _blobpin() {
                     return 0
                     ;;
                 --shape)
-                    COMPREPLY=($(compgen -W "tracker peers chain star" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "tracker tracker-unprimed peers chain star" -- "${cur}"))
                     return 0
                     ;;
                 --piece-size)

@@ -156,7 +156,8 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l loopback-rack
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l size -d 'Size of the generated blob (e.g. 256M)' -r
-complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l shape -d 'Who feeds whom (for measurements): tracker (the origin\'s tracker shapes the overlay), peers (each host given its overlay parent and the origin by --peer), chain (the parent only), star (every host gets only the origin, no primer piece)' -r -f -a "tracker\t''
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l shape -d 'Who feeds whom (for measurements): tracker (the origin\'s tracker shapes the overlay), peers (each host given its overlay parent and the origin by --peer), chain (the parent only), star (every host gets only the origin, no primer piece), tracker-unprimed' -r -f -a "tracker\t''
+tracker-unprimed\t''
 peers\t''
 chain\t''
 star\t''"

@@ -25,7 +25,8 @@
 //!
 //! The hidden `--shape` selects other overlays for measurements: `peers` (each host given
 //! its parent by `--peer`, the origin as backup), `chain` (the parent only) and `star` (every
-//! host gets only the origin and no primer piece: the baseline librqbit 9.1 cannot share in).
+//! host gets only the origin and no primer piece: the baseline librqbit 9.1 cannot share in);
+//! `tracker-unprimed` is the default without primer pieces.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -417,7 +418,10 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
     for h in &hosts {
         // librqbit retries a refused connection only after 10 s or more: start a host once
         // its parent accepts connections (parents come first in `hosts`).
-        if let (Some(p), false) = (h.parent, a.shape == "tracker" || a.shape == "star") {
+        if let (Some(p), false) = (
+            h.parent,
+            a.shape.starts_with("tracker") || a.shape == "star",
+        ) {
             wait_listening(hosts[p].listen, &mut syncs[p])?;
         }
         let dest = dir.join("hosts").join(&h.name);
@@ -438,8 +442,10 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
                 cmd.arg("--peer").arg(seeder.to_string());
             }
             shape => {
-                cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
-                if shape == "tracker" {
+                if shape != "tracker-unprimed" {
+                    cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
+                }
+                if shape.starts_with("tracker") {
                     cmd.arg("--tracker")
                         .arg(format!("http://{}:{tport}/announce", h.listen.ip()));
                 } else {

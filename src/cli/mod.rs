@@ -260,9 +260,9 @@ pub struct DemoArgs {
     pub no_lock: bool,
     /// Who feeds whom (for measurements): tracker (the origin's tracker shapes the overlay),
     /// peers (each host given its overlay parent and the origin by --peer), chain (the parent
-    /// only), star (every host gets only the origin, no primer piece).
+    /// only), star (every host gets only the origin, no primer piece), tracker-unprimed.
     #[arg(long, value_name = "SHAPE", default_value = "tracker", hide = true,
-          value_parser = ["tracker", "peers", "chain", "star"])]
+          value_parser = ["tracker", "tracker-unprimed", "peers", "chain", "star"])]
     pub shape: String,
     /// Piece size of the published blob (4 MiB: fewer HAVE messages than the 256 KiB publish
     /// would choose, which librqbit 9.1 can drop when a connection lags).
