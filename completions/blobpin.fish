@@ -151,6 +151,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l topology -d '
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l key -d 'Shared secret: every announce must carry key=SECRET' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l max-upload -d 'Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l metrics -d 'Also serve /metrics (Prometheus text) on this address' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l interval -d 'Announce interval the tracker sends to clients, in seconds (a host that lost its parent is given a new one at its next announce)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l scan-ms -d 'Milliseconds between scans of the feed directory' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l loopback-racks -d 'Emulation on one machine: locate a loopback client by the tracker address it connected to (give each emulated host the tracker URL on its own 127.x.y.z address)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s h -l help -d 'Print help (see more with \'--help\')'

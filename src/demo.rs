@@ -390,6 +390,8 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
     let mut origin = origin
         .args([
             "--loopback-racks",
+            "--interval",
+            "4",
             "--listen",
             "127.0.0.1:0",
             "--max-upload",
@@ -432,7 +434,7 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
             .arg(&dest)
             .arg("--listen")
             .arg(h.listen.to_string())
-            .args(["--json", "--stall-timeout", "30", "--seed-for"])
+            .args(["--json", "--stall-timeout", "60", "--seed-for"])
             .arg(a.seed_for.to_string());
         if !a.no_lock {
             cmd.arg("--lock");

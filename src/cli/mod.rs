@@ -244,6 +244,10 @@ pub struct OriginArgs {
     /// to (give each emulated host the tracker URL on its own 127.x.y.z address).
     #[arg(long, hide = true)]
     pub loopback_racks: bool,
+    /// Announce interval the tracker sends to clients, in seconds (a host that lost its parent
+    /// is given a new one at its next announce).
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..))]
+    pub interval: u32,
     /// Milliseconds between scans of the feed directory.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     pub scan_ms: u64,

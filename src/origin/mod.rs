@@ -50,6 +50,8 @@ pub struct OriginOptions {
     pub seed_listen: SocketAddr,
     /// See [`TrackerConfig::loopback_by_destination`].
     pub loopback_racks: bool,
+    /// The tracker's announce interval, seconds.
+    pub interval: u32,
     pub topology: Option<Topology>,
     pub key: Option<String>,
     pub max_upload: Option<std::num::NonZeroU32>,
@@ -178,6 +180,7 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
             a.tracker_listen.clone()
         },
         loopback_racks: a.loopback_racks,
+        interval: a.interval,
         seed_listen: a.seed_listen.unwrap_or_else(|| companion(a.listen, 2)),
         topology,
         key: a.key.clone(),
@@ -245,6 +248,8 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             },
             threads: 1,
             loopback_by_destination: o.loopback_racks,
+            interval: o.interval,
+            min_interval: (o.interval / 3).max(1),
             ..TrackerConfig::default()
         })
         .with_context(|| {
