@@ -16,6 +16,9 @@ _blobpin() {
             ",$1")
                 cmd="blobpin"
                 ;;
+            blobpin,demo)
+                cmd="blobpin__subcmd__demo"
+                ;;
             blobpin,doctor)
                 cmd="blobpin__subcmd__doctor"
                 ;;
@@ -30,6 +33,9 @@ _blobpin() {
                 ;;
             blobpin,lock)
                 cmd="blobpin__subcmd__lock"
+                ;;
+            blobpin,origin)
+                cmd="blobpin__subcmd__origin"
                 ;;
             blobpin,publish)
                 cmd="blobpin__subcmd__publish"
@@ -49,6 +55,9 @@ _blobpin() {
             blobpin,tracker)
                 cmd="blobpin__subcmd__tracker"
                 ;;
+            blobpin__subcmd__help,demo)
+                cmd="blobpin__subcmd__help__subcmd__demo"
+                ;;
             blobpin__subcmd__help,doctor)
                 cmd="blobpin__subcmd__help__subcmd__doctor"
                 ;;
@@ -63,6 +72,9 @@ _blobpin() {
                 ;;
             blobpin__subcmd__help,lock)
                 cmd="blobpin__subcmd__help__subcmd__lock"
+                ;;
+            blobpin__subcmd__help,origin)
+                cmd="blobpin__subcmd__help__subcmd__origin"
                 ;;
             blobpin__subcmd__help,publish)
                 cmd="blobpin__subcmd__help__subcmd__publish"
@@ -89,12 +101,42 @@ _blobpin() {
 
     case "${cmd}" in
         blobpin)
-            opts="-V --version --help stat touch evict lock tracker doctor publish sync seed generate help"
+            opts="-V --version --help stat touch evict lock tracker doctor publish sync origin demo seed generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__demo)
+            opts="-h -V --size --no-lock --shape --piece-size --seed-for --keep --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shape)
+                    COMPREPLY=($(compgen -W "tracker tracker-unprimed peers chain star" -- "${cur}"))
+                    return 0
+                    ;;
+                --piece-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -193,8 +235,22 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__help)
-            opts="stat touch evict lock tracker doctor publish sync seed generate help"
+            opts="stat touch evict lock tracker doctor publish sync origin demo seed generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -263,6 +319,20 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__help__subcmd__lock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__help__subcmd__origin)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -396,6 +466,60 @@ _blobpin() {
                     return 0
                     ;;
                 --max-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        blobpin__subcmd__origin)
+            opts="-h -V --feed --listen --tracker-listen --seed-listen --topology --key --max-upload --metrics --loopback-racks --interval --scan-ms --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --feed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tracker-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topology)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-upload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -34,6 +34,8 @@ complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "tracker" -d 'Run th
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "doctor" -d 'Tell whether locking will work here, and if not, why and what exactly to change'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "publish" -d 'Publish a blob: write its private .torrent and replace the feed\'s latest.json atomically'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "sync" -d 'Fetch the feed\'s latest version into DIR, verify it, switch DIR/current to it atomically'
+complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "origin" -d 'Serve a feed: HTTP feed, the tracker and a seeder of every published version in one process'
+complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "demo" -d 'Run a whole swarm on loopback: an origin, 4 hosts in two racks, a generated blob, locked'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "seed" -d 'Seed the latest version of a feed entry from the published data until SIGTERM (a precursor of `origin`, used by the tests)'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
 complete -c blobpin -n "__fish_blobpin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -143,6 +145,31 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -s v -l verbose -d
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l json -d 'Print the report as JSON (schema blobpin.sync/1)'
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -s V -l version -d 'Print version'
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l feed -d 'The feed directory (as written by `blobpin publish --feed DIR`)' -r -F
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l listen -d 'Address to serve the feed on (HTTP)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l tracker-listen -d 'Address of the tracker, repeatable [default: the --listen IP, port + 1; any free port if 0]' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l seed-listen -d 'Address the seeder accepts peers on [default: the --listen IP, port + 2; any free port if 0]' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l topology -d 'Topology file for the tracker (as `blobpin tracker --topology`)' -r -F
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l key -d 'Shared secret: every announce must carry key=SECRET' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l max-upload -d 'Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l metrics -d 'Also serve /metrics (Prometheus text) on this address' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l interval -d 'Announce interval the tracker sends to clients, in seconds (a host that lost its parent is given a new one at its next announce)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l scan-ms -d 'Milliseconds between scans of the feed directory' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l loopback-racks -d 'Emulation on one machine: locate a loopback client by the tracker address it connected to (give each emulated host the tracker URL on its own 127.x.y.z address)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -s V -l version -d 'Print version'
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l size -d 'Size of the generated blob (e.g. 256M)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l shape -d 'Who feeds whom (for measurements): tracker (the origin\'s tracker shapes the overlay), peers (each host given its overlay parent and the origin by --peer), chain (the parent only), star (every host gets only the origin, no primer piece), tracker-unprimed' -r -f -a "tracker\t''
+tracker-unprimed\t''
+peers\t''
+chain\t''
+star\t''"
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l piece-size -d 'Piece size of the published blob (4 MiB: fewer HAVE messages than the 256 KiB publish would choose, which librqbit 9.1 can drop when a connection lags)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l seed-for -d 'Seconds each host keeps seeding after it has the blob, before it locks and exits' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l no-lock -d 'Do not lock the hosts\' copies (for machines where locking cannot work)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -l keep -d 'Keep the temporary directory (its path is printed)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c blobpin -n "__fish_blobpin_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c blobpin -n "__fish_blobpin_using_subcommand seed" -l feed -d 'The feed entry: http://HOST:PORT/feed/NAME or a local FEED/NAME directory' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand seed" -l data -d 'The published file or directory' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand seed" -l listen -d 'Address to accept peers on' -r
@@ -154,14 +181,16 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand seed" -s V -l version -d
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -l out -d 'Directory to write `man/` and `completions/` into' -r -F
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c blobpin -n "__fish_blobpin_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "stat" -d 'Show how much of each file is in the page cache'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "evict" -d 'Drop files from the page cache'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "lock" -d 'Read files into the page cache and lock them there until SIGTERM or SIGINT'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "tracker" -d 'Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "doctor" -d 'Tell whether locking will work here, and if not, why and what exactly to change'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "publish" -d 'Publish a blob: write its private .torrent and replace the feed\'s latest.json atomically'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "sync" -d 'Fetch the feed\'s latest version into DIR, verify it, switch DIR/current to it atomically'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "seed" -d 'Seed the latest version of a feed entry from the published data until SIGTERM (a precursor of `origin`, used by the tests)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
-complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync seed generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "stat" -d 'Show how much of each file is in the page cache'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "touch" -d 'Read files into the page cache (only the pages that are missing)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "evict" -d 'Drop files from the page cache'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "lock" -d 'Read files into the page cache and lock them there until SIGTERM or SIGINT'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "tracker" -d 'Run the rack- and datacentre-aware HTTP BitTorrent tracker (announce, scrape, metrics)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "doctor" -d 'Tell whether locking will work here, and if not, why and what exactly to change'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "publish" -d 'Publish a blob: write its private .torrent and replace the feed\'s latest.json atomically'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "sync" -d 'Fetch the feed\'s latest version into DIR, verify it, switch DIR/current to it atomically'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "origin" -d 'Serve a feed: HTTP feed, the tracker and a seeder of every published version in one process'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "demo" -d 'Run a whole swarm on loopback: an origin, 4 hosts in two racks, a generated blob, locked'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "seed" -d 'Seed the latest version of a feed entry from the published data until SIGTERM (a precursor of `origin`, used by the tests)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packaging and the checked-in copies)'
+complete -c blobpin -n "__fish_blobpin_using_subcommand help; and not __fish_seen_subcommand_from stat touch evict lock tracker doctor publish sync origin demo seed generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -7,11 +7,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+#[cfg(all(feature = "fetch", feature = "tracker"))]
+pub mod demo;
 pub mod doctor;
 pub mod exit;
 pub mod feed;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+#[cfg(all(feature = "fetch", feature = "tracker"))]
+pub mod origin;
 pub mod report;
 pub mod residency;
 #[cfg(feature = "fetch")]

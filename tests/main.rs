@@ -8,6 +8,8 @@ mod doctor;
 mod generated;
 mod lock;
 mod modern;
+#[cfg(all(feature = "fetch", feature = "tracker"))]
+mod origin;
 mod parallel;
 mod publish;
 mod swarm;

@@ -45,13 +45,20 @@ fn publish_writes_a_private_torrent_and_a_matching_feed_entry() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+    // Where the data is, for `blobpin origin`.
+    let source =
+        fs::read_to_string(s.path("feed/idx").join(format!("{}.source", entry.version))).unwrap();
+    assert_eq!(
+        std::path::PathBuf::from(source),
+        fs::canonicalize(s.path("idx.bin")).unwrap()
+    );
 
     // Same content again: nothing new.
     let r = run(&s.dir, ["publish", "idx.bin", "--feed", "feed"]);
     assert_eq!(r.code, Some(0), "{}", r.err());
     assert!(r.out().contains("already published"), "{}", r.out());
-    assert_eq!(fs::read_dir(s.path("feed/idx")).unwrap().count(), 2);
+    assert_eq!(fs::read_dir(s.path("feed/idx")).unwrap().count(), 3);
 
     // New content, explicit version: a second torrent, latest.json replaced.
     write_blob(&s.path("idx.bin"), 3 << 20, 12);

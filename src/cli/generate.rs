@@ -20,7 +20,10 @@ pub fn files() -> Result<Vec<(String, Vec<u8>)>> {
     man.render(&mut main)?;
     main.extend_from_slice(EXTRA.as_bytes());
     files.push(("man/blobpin.1".to_string(), main));
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("blobpin-{}", sub.get_name());
         let sub = sub.clone().name(name.clone()).display_name(name.clone());
         let mut page = Vec::new();

@@ -84,6 +84,27 @@ pub enum Command {
     /// status: 0 switched or already up to date, 1 any error (the live version is untouched,
     /// except when only the --exec hook failed after the switch), 2 usage.
     Sync(SyncArgs),
+    /// Serve a feed: HTTP feed, the tracker and a seeder of every published version in one process.
+    ///
+    /// For the build machine. Serves GET /feed/NAME/latest.json, /feed/NAME/<version>.torrent
+    /// and /feed/NAME/files/PATH (the latest version's files, with Range: the source for
+    /// `sync --prime-from http://ORIGIN/feed/NAME/files`), plus /metrics and /healthz. Runs the
+    /// tracker (only published info-hashes are allowed; the seeder is the overlay's root) on
+    /// --tracker-listen and seeds every published version (from the path recorded by `publish`
+    /// in FEED/NAME/<version>.source, or FEED/NAME/<version>/) on --seed-listen. New publishes
+    /// are picked up within a second, without a restart. Prints one line naming the three
+    /// addresses, then one line per version seeded. SIGTERM and SIGINT stop it (exit 0).
+    Origin(OriginArgs),
+    /// Run a whole swarm on loopback: an origin, 4 hosts in two racks, a generated blob, locked.
+    ///
+    /// No set-up: generates a blob of pseudo-random data in a temporary directory (on disk,
+    /// under target/ or $TMPDIR), publishes it, starts `blobpin origin` and four
+    /// `blobpin sync --lock` hosts on 127.0.1.1, 127.0.1.2 (rack a) and 127.0.2.1, 127.0.2.2
+    /// (rack b), each primed with one piece from the origin and shaped into an overlay by the
+    /// origin's tracker, then prints the time, the
+    /// throughput, where each host's bytes came from (origin, its rack, the other rack) and
+    /// what each lock holder has locked (VmLck), and removes everything it started.
+    Demo(DemoArgs),
     /// Seed the latest version of a feed entry from the published data until SIGTERM (a
     /// precursor of `origin`, used by the tests).
     #[command(hide = true)]
@@ -196,6 +217,75 @@ pub struct SyncArgs {
     /// Print the report as JSON (schema blobpin.sync/1).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `blobpin origin`.
+#[derive(Debug, Args)]
+pub struct OriginArgs {
+    /// The feed directory (as written by `blobpin publish --feed DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub feed: PathBuf,
+    /// Address to serve the feed on (HTTP).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the tracker, repeatable [default: the --listen IP, port + 1; any free port
+    /// if 0].
+    #[arg(long, value_name = "ADDR")]
+    pub tracker_listen: Vec<std::net::SocketAddr>,
+    /// Address the seeder accepts peers on [default: the --listen IP, port + 2; any free port
+    /// if 0].
+    #[arg(long, value_name = "ADDR")]
+    pub seed_listen: Option<std::net::SocketAddr>,
+    /// Topology file for the tracker (as `blobpin tracker --topology`).
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// Shared secret: every announce must carry key=SECRET.
+    #[arg(long, value_name = "SECRET")]
+    pub key: Option<String>,
+    /// Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s).
+    #[arg(long, value_name = "RATE")]
+    pub max_upload: Option<String>,
+    /// Also serve /metrics (Prometheus text) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Emulation on one machine: locate a loopback client by the tracker address it connected
+    /// to (give each emulated host the tracker URL on its own 127.x.y.z address).
+    #[arg(long, hide = true)]
+    pub loopback_racks: bool,
+    /// Announce interval the tracker sends to clients, in seconds (a host that lost its parent
+    /// is given a new one at its next announce).
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..))]
+    pub interval: u32,
+    /// Milliseconds between scans of the feed directory.
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub scan_ms: u64,
+}
+
+/// Options of `blobpin demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Size of the generated blob (e.g. 256M).
+    #[arg(long, value_name = "SIZE", default_value = "256M", hide = true)]
+    pub size: String,
+    /// Do not lock the hosts' copies (for machines where locking cannot work).
+    #[arg(long)]
+    pub no_lock: bool,
+    /// Who feeds whom (for measurements): tracker (the origin's tracker shapes the overlay),
+    /// peers (each host given its overlay parent and the origin by --peer), chain (the parent
+    /// only), star (every host gets only the origin, no primer piece), tracker-unprimed.
+    #[arg(long, value_name = "SHAPE", default_value = "tracker", hide = true,
+          value_parser = ["tracker", "tracker-unprimed", "peers", "chain", "star"])]
+    pub shape: String,
+    /// Piece size of the published blob (4 MiB: fewer HAVE messages than the 256 KiB publish
+    /// would choose, which librqbit 9.1 can drop when a connection lags).
+    #[arg(long, value_name = "SIZE", default_value = "4M", hide = true)]
+    pub piece_size: String,
+    /// Seconds each host keeps seeding after it has the blob, before it locks and exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 8, hide = true)]
+    pub seed_for: u64,
+    /// Keep the temporary directory (its path is printed).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Options of the hidden `blobpin seed`.
@@ -444,6 +534,14 @@ fn modern(argv: Vec<OsString>) -> i32 {
         Command::Seed(a) => crate::fetch::seed::run(&a),
         #[cfg(not(feature = "fetch"))]
         Command::Sync(_) | Command::Seed(_) => Err(anyhow::anyhow!("built without fetch")),
+        #[cfg(all(feature = "fetch", feature = "tracker"))]
+        Command::Origin(a) => crate::origin::run(&a),
+        #[cfg(all(feature = "fetch", feature = "tracker"))]
+        Command::Demo(a) => crate::demo::run(&a),
+        #[cfg(not(all(feature = "fetch", feature = "tracker")))]
+        Command::Origin(_) | Command::Demo(_) => {
+            Err(anyhow::anyhow!("built without fetch and tracker"))
+        }
         Command::Generate(a) => generate::run(&a.out).map(|()| exit::OK),
     };
     match result {

@@ -8,6 +8,7 @@
 //! ```text
 //! FEED/NAME/latest.json          the entry below, replaced atomically (temp + rename)
 //! FEED/NAME/<version>.torrent    one private torrent per published version
+//! FEED/NAME/<version>.source     absolute path of the published file or directory (origin)
 //! ```
 //!
 //! `latest.json` (schema `blobpin.feed/1`):

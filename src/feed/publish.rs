@@ -175,6 +175,13 @@ pub fn publish(req: &PublishRequest) -> Result<Published> {
         tpath.display()
     );
     write_atomic(&tpath, &bytes)?;
+    // Where the data is, for `blobpin origin` to seed it (FEED/NAME/<version>.source).
+    let source = fs::canonicalize(&req.blob)
+        .with_context(|| format!("cannot resolve {}", req.blob.display()))?;
+    write_atomic(
+        &dir.join(format!("{version}.source")),
+        source.as_os_str().as_encoded_bytes(),
+    )?;
     write_atomic(&latest, &entry.to_json())?;
     Ok(Published {
         entry,

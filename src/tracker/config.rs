@@ -358,6 +358,12 @@ pub struct TrackerConfig {
     pub origin: OriginMatcher,
     /// Worker threads of the server's runtime (0: one per CPU).
     pub threads: usize,
+    /// Emulating many hosts on one machine (`blobpin demo`): a client connecting from a
+    /// loopback address is taken to be at the loopback address it connected *to*. A client
+    /// that does not bind its sockets (librqbit does not) always connects from 127.0.0.1, so
+    /// this is the only way a tracker on one machine can tell 127.0.1.1 from 127.0.2.1; each
+    /// host is given the tracker URL on its own address. Off by default.
+    pub loopback_by_destination: bool,
 }
 
 impl Default for TrackerConfig {
@@ -377,6 +383,7 @@ impl Default for TrackerConfig {
             max_connections: 4096,
             origin: OriginMatcher::default(),
             threads: 0,
+            loopback_by_destination: false,
         }
     }
 }

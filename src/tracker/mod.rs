@@ -67,6 +67,7 @@ pub fn config_from_args(a: &TrackerArgs) -> anyhow::Result<TrackerConfig> {
         max_connections: a.max_connections,
         origin,
         threads: a.threads,
+        loopback_by_destination: false,
     })
 }
 

@@ -65,6 +65,7 @@ struct Shared {
     topology: Option<Arc<Topology>>,
     metrics: Metrics,
     start: Instant,
+    loopback_by_destination: bool,
 }
 
 impl Shared {
@@ -83,6 +84,7 @@ impl Shared {
             topology,
             metrics: Metrics::default(),
             start: Instant::now(),
+            loopback_by_destination: config.loopback_by_destination,
         }
     }
 
@@ -483,8 +485,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
             return;
         };
         match listener.accept().await {
-            Ok((stream, src)) => {
+            Ok((stream, mut src)) => {
                 let _ = stream.set_nodelay(true);
+                if shared.loopback_by_destination && canonical_ip(src.ip()).is_loopback() {
+                    if let Ok(local) = stream.local_addr() {
+                        src = SocketAddr::new(canonical_ip(local.ip()), src.port());
+                    }
+                }
                 let sh = shared.clone();
                 tokio::spawn(async move {
                     sh.metrics.connections.fetch_add(1, Ordering::Relaxed);
