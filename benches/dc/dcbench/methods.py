@@ -257,9 +257,11 @@ class Aria2(Method):
 # The blobpin swarm commands (issues 4 and 5) are being written on other branches. This
 # method is the plug: it refuses to run until the binary has them, and then drives exactly
 # these command lines (edit here if the final flags differ):
-BLOBPIN_PUBLISH = "{bin} publish {blob} --feed {feed} --name blob --tracker http://{ip}:{port}/announce"
+# `origin --listen IP:PORT` serves the feed on PORT, its tracker on PORT+1, its seeder on PORT+2.
+BLOBPIN_PUBLISH = "{bin} publish {blob} --feed {feed} --name blob --tracker http://{ip}:{tracker_port}/announce"
 BLOBPIN_ORIGIN = "{bin} origin --feed {feed} --listen {ip}:{port} --topology {topology}"
-BLOBPIN_SYNC = "{bin} sync http://{origin}:{port}/feed/blob --dest {dest} --listen {ip}:{peer_port} --watch 1s"
+BLOBPIN_SYNC = ("{bin} sync http://{origin}:{port}/feed/blob --dest {dest} --listen {ip}:{peer_port} --watch 1s"
+                " --prime-from http://{origin}:{port}/feed/blob/files")
 
 
 class Blobpin(Method):
@@ -311,7 +313,8 @@ class Blobpin(Method):
         src = os.path.join(run.dir, f"blob-{version}.bin")
         os.link(run.blobs[version].path, src)
         b = run.topo.build
-        argv = self._fmt(BLOBPIN_PUBLISH, blob=src, feed=self._feed(run), ip=b.ip, port=BLOBPIN_PORT)
+        argv = self._fmt(BLOBPIN_PUBLISH, blob=src, feed=self._feed(run), ip=b.ip,
+                         tracker_port=BLOBPIN_PORT + 1)
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {r.stderr.strip()}")
