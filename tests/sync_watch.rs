@@ -1,7 +1,8 @@
 //! `blobpin sync --watch` as a service, with real processes on loopback: readiness on a
 //! NOTIFY_SOCKET the test binds, a v2 published while it watches goes live and v1 is unlocked
-//! and evicted, `/metrics` is scraped, SIGTERM exits 0; taking over a detached holder, and a
-//! broken feed that leaves v1 live and locked. Locking needs CAP_IPC_LOCK or a large enough
+//! and evicted, `/metrics` is scraped, SIGTERM exits 0; taking over a detached holder, a
+//! broken feed that leaves v1 live and locked (also when the watch starts while it is broken),
+//! and SIGHUP polling at once. Locking needs CAP_IPC_LOCK or a large enough
 //! RLIMIT_MEMLOCK (CI runs as root).
 
 use std::fs;
@@ -67,6 +68,10 @@ fn scrape(addr: SocketAddr) -> String {
 }
 
 fn watch_cmd(feed: &Path, dest: &Path, extra: &[String]) -> Command {
+    watch_every("300ms", feed, dest, extra)
+}
+
+fn watch_every(interval: &str, feed: &Path, dest: &Path, extra: &[String]) -> Command {
     let mut c = Command::new(blobpin());
     c.args([
         "sync",
@@ -74,7 +79,7 @@ fn watch_cmd(feed: &Path, dest: &Path, extra: &[String]) -> Command {
         "--dest",
         dest.to_str().unwrap(),
     ])
-    .args(["--lock", "--watch", "300ms", "--json", "-v", "--keep", "2"])
+    .args(["--lock", "--watch", interval, "--json", "-v", "--keep", "2"])
     .args(["--stall-timeout", "30"])
     .args(extra);
     c
@@ -191,7 +196,7 @@ fn watch_picks_up_a_new_version_unlocks_and_evicts_the_old_and_stops_on_sigterm(
 }
 
 #[test]
-fn watch_takes_over_a_detached_holder_and_keeps_v1_live_through_a_broken_feed() {
+fn watch_takes_over_a_holder_keeps_v1_through_a_broken_feed_and_polls_on_sighup() {
     let s = Scratch::new("sync-watch-bad");
     let v1 = write_blob(&s.path("b1/blob.bin"), 4 * MIB, 21);
     publish(&s.path("b1/blob.bin"), &s.path("feed"), "v1");
@@ -260,5 +265,47 @@ fn watch_takes_over_a_detached_holder_and_keeps_v1_live_through_a_broken_feed() 
     let run = w.finish(LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.err());
     assert!(run.err().contains("bad feed entry"), "{}", run.err());
-    drop(seed1);
+
+    // Started while the feed is still broken, a watch holds the live version anyway (READY
+    // comes once it is locked); with an hour between polls, only SIGHUP brings v2 in.
+    let seed2_addr = free_addr("127.0.0.1");
+    let mut w = Streaming::spawn(watch_every(
+        "1h",
+        &feed,
+        &dest,
+        &[
+            "--listen".into(),
+            "127.0.0.10:0".into(),
+            "--peer".into(),
+            seed2_addr.to_string(),
+        ],
+    ));
+    w.wait_line("not reachable yet", LIMIT);
+    let pid = w.pid();
+    assert!(
+        vm_locked(pid) >= (4 * MIB) as u64,
+        "v1 not locked after a restart"
+    );
+    assert_eq!(current(&dest), "versions/v1");
+    let v2 = write_blob(&s.path("b2/blob.bin"), 6 * MIB, 22);
+    publish(&s.path("b2/blob.bin"), &s.path("feed"), "v2");
+    let seed2 = Seeder::start(
+        feed.to_str().unwrap(),
+        &s.path("b2/blob.bin"),
+        seed2_addr,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(current(&dest), "versions/v1", "polled without SIGHUP");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    w.wait_line("v2 is live", LIMIT);
+    assert!(fs::read(dest.join("current/blob.bin")).unwrap() == v2);
+    w.terminate();
+    let run = w.finish(LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.err());
+    drop((seed1, seed2));
 }

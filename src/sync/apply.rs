@@ -341,7 +341,7 @@ pub(crate) fn run_cycle(
 
 /// Locks every file of `dir` in this process (touching what is missing first); the mappings
 /// stay locked until dropped.
-fn lock_here(dir: &Path) -> Result<Vec<crate::sys::Mapping>> {
+pub(crate) fn lock_here(dir: &Path) -> Result<Vec<crate::sys::Mapping>> {
     use crate::residency::{Crawler, Op, Options, Sink, Warning};
     let opts = Options {
         op: Op::Lock,
@@ -890,7 +890,7 @@ fn start_holder(dest: &Path, version: &str) -> Result<i32> {
 }
 
 /// Stops the lock holder of `version` (SIGTERM) and waits for it to release its locks.
-fn stop_holder(dest: &Path, version: &str) -> Result<()> {
+pub(crate) fn stop_holder(dest: &Path, version: &str) -> Result<()> {
     let Some(pid) = holder_pid(dest, version) else {
         return Ok(());
     };

@@ -173,6 +173,22 @@ pub fn watch(
                     live.as_ref()
                         .map_or("the current version", |l| l.0.as_str())
                 );
+                // Started while the feed is down: hold what is live already.
+                if !ready {
+                    if let Some(v) = hold_current(o, &mut held) {
+                        ready = true;
+                        let _ = sd_notify(&format!(
+                            "READY=1\nSTATUS=live {v} (feed unreachable){}\nMAINPID={}",
+                            if o.lock { ", locked" } else { "" },
+                            std::process::id()
+                        ));
+                        eprintln!(
+                            "blobpin: watching the feed every {interval:?}; {v} is live{} (the feed is not reachable yet)",
+                            if o.lock { " and locked" } else { "" }
+                        );
+                        live = Some((v, 0));
+                    }
+                }
             }
         }
         update(&metrics, ok, &held, &live, uploaded_done, seeding.as_ref());
@@ -206,6 +222,34 @@ pub fn watch(
     }
     drop(held);
     Ok(crate::exit::OK)
+}
+
+/// When the first poll fails: takes over the version `current` points to (locked here with
+/// `--lock`, then its detached holder stopped). Returns it, or None when nothing is live (or
+/// it cannot be locked: the next poll tries again).
+fn hold_current(
+    o: &SyncOptions,
+    held: &mut BTreeMap<String, Vec<crate::sys::Mapping>>,
+) -> Option<String> {
+    let state = apply::scan(&o.dest).ok()?;
+    let v = state.current.filter(|v| state.versions.contains(v))?;
+    if o.lock {
+        match apply::lock_here(&o.dest.join("versions").join(&v)) {
+            Ok(maps) => {
+                held.insert(v.clone(), maps);
+            }
+            Err(e) => {
+                eprintln!("blobpin: cannot lock the live version {v}: {e:#}");
+                return None;
+            }
+        }
+        for d in &state.locked {
+            if let Err(e) = apply::stop_holder(&o.dest, d) {
+                eprintln!("blobpin: warning: {e:#}");
+            }
+        }
+    }
+    Some(v)
 }
 
 /// Refreshes the figures after a poll.
