@@ -205,9 +205,10 @@ pub struct SyncArgs {
     /// A failed poll is logged and retried at the next one; the live version stays locked.
     #[arg(long, value_name = "INTERVAL")]
     pub watch: Option<String>,
-    /// Serve Prometheus metrics on ADDR (GET /metrics): bytes downloaded by peer, uploaded,
-    /// pieces, the live version, lock state, polls and the last poll's result.
-    #[arg(long, value_name = "ADDR")]
+    /// With --watch, serve Prometheus metrics on ADDR (GET /metrics): bytes downloaded by peer
+    /// address, uploaded, pieces, the live version, lock state, polls and the last poll's
+    /// result.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
     pub metrics: Option<std::net::SocketAddr>,
 }
 

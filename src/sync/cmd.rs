@@ -50,18 +50,6 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         return super::watch::watch(&o, interval, a.json, figures);
     }
     let report = sync(&o)?;
-    if let Some(f) = &figures {
-        if let Ok(mut f) = f.lock() {
-            f.downloaded_by_peer = report.bytes_by_peer.clone();
-            f.uploaded_done = report.uploaded_bytes;
-            f.pieces = report.written_back_pieces;
-            f.current = Some(report.version.clone());
-            f.current_bytes = report.total_size;
-            f.polls_ok = 1;
-            f.last_poll_ok = Some(true);
-            f.switches = u64::from(report.action == "switched");
-        }
-    }
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
