@@ -7,7 +7,7 @@
 //!    directories, rename the staging directory to `DIR/versions/<v>`;
 //! 4. with `--lock`, start a detached `blobpin lock --pidfile DIR/.locks/<v>.pid` holder and
 //!    wait until it holds the whole version (a failure here leaves the old version live and
-//!    locked);
+//!    locked); under `--watch` ([`super::watch`]) this process locks the version itself;
 //! 5. flip `current`: a new symlink `DIR/.current.tmp -> versions/<v>` renamed over
 //!    `DIR/current` (rename is atomic, so a reader resolves either the old or the new version);
 //! 6. run `--exec` with `BLOBPIN_VERSION` and `BLOBPIN_PATH`;
