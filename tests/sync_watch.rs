@@ -99,6 +99,8 @@ fn watch_picks_up_a_new_version_unlocks_and_evicts_the_old_and_stops_on_sigterm(
     );
     let seed2_addr = free_addr("127.0.0.1");
     let metrics = free_addr("127.0.0.1");
+    // A fixed listen port: the seeding session of v1 must give it up for v2's download.
+    let listen = free_addr("127.0.0.9");
     let notify = s.path("n.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(LIMIT)).unwrap();
@@ -112,7 +114,7 @@ fn watch_picks_up_a_new_version_unlocks_and_evicts_the_old_and_stops_on_sigterm(
             "--peer".into(),
             seed2_addr.to_string(),
             "--listen".into(),
-            "127.0.0.9:0".into(),
+            listen.to_string(),
             "--metrics".into(),
             metrics.to_string(),
         ],
