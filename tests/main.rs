@@ -15,5 +15,7 @@ mod publish;
 mod swarm;
 #[cfg(feature = "fetch")]
 mod sync;
+#[cfg(feature = "fetch")]
+mod sync_watch;
 mod tracker;
 mod vmtouch_compat;

@@ -214,9 +214,23 @@ pub struct SyncArgs {
     /// Log each step on stderr (joined the swarm, live).
     #[arg(short, long)]
     pub verbose: bool,
-    /// Print the report as JSON (schema blobpin.sync/1).
+    /// Print the report as JSON (schema blobpin.sync/1; with --watch, one line per change).
     #[arg(long)]
     pub json: bool,
+    /// Run as a service: poll the feed every INTERVAL (e.g. 30s, 5m) and sync each new
+    /// version; hold the locks in this process (detached holders of earlier one-shot syncs are
+    /// taken over: the live version is locked here first, then they are stopped), keep seeding
+    /// the live version, and hold DIR/.sync.lock so one-shot syncs of DIR refuse to run.
+    /// READY=1 goes to $NOTIFY_SOCKET once the first version is live (and locked);
+    /// SIGTERM/SIGINT stop cleanly (exit 0; the locks go with the process); SIGHUP polls now.
+    /// A failed poll is logged and retried at the next one; the live version stays locked.
+    #[arg(long, value_name = "INTERVAL")]
+    pub watch: Option<String>,
+    /// With --watch, serve Prometheus metrics on ADDR (GET /metrics): bytes downloaded by peer
+    /// address, uploaded, pieces, the live version, lock state, polls and the last poll's
+    /// result.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Options of `blobpin origin`.

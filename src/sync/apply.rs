@@ -7,7 +7,7 @@
 //!    directories, rename the staging directory to `DIR/versions/<v>`;
 //! 4. with `--lock`, start a detached `blobpin lock --pidfile DIR/.locks/<v>.pid` holder and
 //!    wait until it holds the whole version (a failure here leaves the old version live and
-//!    locked);
+//!    locked); under `--watch` ([`super::watch`]) this process locks the version itself;
 //! 5. flip `current`: a new symlink `DIR/.current.tmp -> versions/<v>` renamed over
 //!    `DIR/current` (rename is atomic, so a reader resolves either the old or the new version);
 //! 6. run `--exec` with `BLOBPIN_VERSION` and `BLOBPIN_PATH`;
@@ -101,36 +101,113 @@ pub const REPORT_SCHEMA: &str = "blobpin.sync/1";
 const MAX_FEED: usize = 1 << 20;
 const MAX_TORRENT: usize = 64 << 20;
 
+/// How a sync holds the locks of the versions it locks.
+pub(crate) enum Holding<'a> {
+    /// One-shot: detached `blobpin lock` processes, found through `.locks/<v>.pid`.
+    Detached,
+    /// `--watch`: this process holds the mappings itself, by version. Detached holders found
+    /// in `.locks/` are taken over: the version is locked here first, then they are stopped.
+    InProcess(&'a mut std::collections::BTreeMap<String, Vec<crate::sys::Mapping>>),
+}
+
+/// What differs between a one-shot sync and one poll of `--watch`.
+pub(crate) struct Cycle<'a> {
+    pub holding: Holding<'a>,
+    /// The caller already holds `DIR/.sync.lock` (a watch holds it for its whole life).
+    pub dest_locked: bool,
+    /// Keep the session seeding after the download (in `seeding`), and start one seeding the
+    /// live version if there is none.
+    pub keep_seeding: bool,
+    /// The seeding session of the live version, if any; stopped before a new download (its
+    /// listen address is reused) and replaced by the new version's.
+    pub seeding: &'a mut Option<Seeding>,
+    /// Becomes true when the caller is asked to stop: a download in progress is abandoned
+    /// (its staging directory is kept for the next start to resume).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
 /// Runs one sync; see the module doc.
 pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
-    let start = Instant::now();
     let rt = runtime()?;
-    let feed_url = o.feed.url_of("latest.json");
-    let raw = o
-        .feed
-        .get(&rt, "latest.json", MAX_FEED)
-        .context("cannot read the feed")?;
-    let entry = FeedEntry::parse(&raw).with_context(|| format!("bad feed entry {feed_url}"))?;
+    let mut seeding = None;
+    let mut c = Cycle {
+        holding: Holding::Detached,
+        dest_locked: false,
+        keep_seeding: !o.seed_for.is_zero(),
+        seeding: &mut seeding,
+        stop: None,
+    };
+    let (mut report, hook_err) = run_cycle(o, &rt, &mut c)?;
+    let start = Instant::now() - Duration::from_secs_f64(report.seconds);
+    if let Some(seed) = seeding {
+        let t = seed.finish(&rt, o.seed_for, &report.path, o.lock);
+        report.uploaded_bytes = t.uploaded_bytes;
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    if let Some(e) = hook_err {
+        return Err(e.context(format!(
+            "version {} is live, but the --exec hook failed",
+            report.version
+        )));
+    }
+    Ok(report)
+}
 
+/// Creates the destination's directories and resolves it to an absolute path (lock holders
+/// are recognised by the path in their command line).
+pub(crate) fn prepare_dest(dest: &Path) -> Result<PathBuf> {
     for d in [
-        o.dest.clone(),
-        o.dest.join("versions"),
-        o.dest.join(".staging"),
-        o.dest.join(".locks"),
+        dest.to_path_buf(),
+        dest.join("versions"),
+        dest.join(".staging"),
+        dest.join(".locks"),
     ] {
         fs::create_dir_all(&d)
             .with_context(|| format!("destination {} is not writable", d.display()))?;
     }
-    // Absolute from here on: lock holders are recognised by the path in their command line.
+    let dest =
+        fs::canonicalize(dest).with_context(|| format!("cannot resolve {}", dest.display()))?;
+    probe_writable(&dest)?;
+    Ok(dest)
+}
+
+/// Reads and parses the feed's `latest.json`.
+pub(crate) fn read_feed(o: &SyncOptions, rt: &tokio::runtime::Runtime) -> Result<FeedEntry> {
+    let feed_url = o.feed.url_of("latest.json");
+    let raw = o
+        .feed
+        .get(rt, "latest.json", MAX_FEED)
+        .context("cannot read the feed")?;
+    FeedEntry::parse(&raw).with_context(|| format!("bad feed entry {feed_url}"))
+}
+
+/// One sync: read the feed, plan, download, lock, switch, hook, unlock, prune. Returns the
+/// report (`seconds` up to the end of pruning) and the hook's error, if it failed after the
+/// switch.
+pub(crate) fn run_cycle(
+    o: &SyncOptions,
+    rt: &tokio::runtime::Runtime,
+    c: &mut Cycle,
+) -> Result<(SyncReport, Option<anyhow::Error>)> {
+    let start = Instant::now();
+    let entry = read_feed(o, rt)?;
     let o = &SyncOptions {
-        dest: fs::canonicalize(&o.dest)
-            .with_context(|| format!("cannot resolve {}", o.dest.display()))?,
+        dest: prepare_dest(&o.dest)?,
         ..o.clone()
     };
     let dest = &o.dest;
-    probe_writable(dest)?;
-    let _exclusive = lock_dest(dest)?;
-    let state = scan(dest)?;
+    let _exclusive = if c.dest_locked {
+        None
+    } else {
+        Some(lock_dest(dest)?)
+    };
+    let mut state = scan(dest)?;
+    // Detached holders (one-shot syncs before this watch started) are taken over below.
+    let detached = std::mem::take(&mut state.locked);
+    state.locked = match &c.holding {
+        Holding::Detached => detached.clone(),
+        Holding::InProcess(held) => held.keys().cloned().collect(),
+    };
     let p = plan(&entry.version, &state, o.lock, o.keep);
     let mut report = SyncReport {
         schema: REPORT_SCHEMA,
@@ -162,10 +239,12 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
         fs::remove_dir_all(&d)
             .with_context(|| format!("cannot remove stale download {}", d.display()))?;
     }
-    let mut seeding = None;
     if p.download {
-        let (t, s) = download(o, &rt, &entry, &p)?;
-        seeding = s;
+        if let Some(old) = c.seeding.take() {
+            old.stop(rt);
+        }
+        let (t, s) = download(o, rt, &entry, &p, c)?;
+        *c.seeding = s;
         report.fetched_bytes = t.fetched_bytes;
         report.resumed_bytes = t.resumed_bytes;
         report.uploaded_bytes = t.uploaded_bytes;
@@ -174,10 +253,28 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
         report.reconnects = t.nudges;
     }
     let version_dir = dest.join("versions").join(&entry.version);
-    if p.lock {
-        report.lock_pid = Some(start_holder(dest, &entry.version)?);
-    } else if o.lock {
-        report.lock_pid = holder_pid(dest, &entry.version);
+    match &mut c.holding {
+        Holding::Detached => {
+            if p.lock {
+                report.lock_pid = Some(start_holder(dest, &entry.version)?);
+            } else if o.lock {
+                report.lock_pid = holder_pid(dest, &entry.version);
+            }
+        }
+        Holding::InProcess(held) => {
+            if p.lock {
+                let maps = lock_here(&version_dir).with_context(|| {
+                    format!(
+                        "cannot lock version {}; the live version is untouched",
+                        entry.version
+                    )
+                })?;
+                held.insert(entry.version.clone(), maps);
+            }
+            if o.lock {
+                report.lock_pid = Some(std::process::id() as i32);
+            }
+        }
     }
     if p.switch {
         flip(dest, &entry.version)?;
@@ -197,10 +294,26 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
             hook_err = run_hook(cmd, &entry.version, &version_dir).err();
         }
     }
-    for v in &p.unlock {
-        stop_holder(dest, v)?;
-        report.unlocked.push(v.clone());
+    let mut unlocked = p.unlock.clone();
+    match &mut c.holding {
+        Holding::Detached => {
+            for v in &p.unlock {
+                stop_holder(dest, v)?;
+            }
+        }
+        Holding::InProcess(held) => {
+            for v in &p.unlock {
+                held.remove(v);
+            }
+            for v in &detached {
+                stop_holder(dest, v)?;
+                if !unlocked.contains(v) {
+                    unlocked.push(v.clone());
+                }
+            }
+        }
     }
+    report.unlocked = unlocked.clone();
     for v in &p.prune {
         let d = dest.join("versions").join(v);
         if holder_pid(dest, v).is_some() {
@@ -211,23 +324,62 @@ pub fn sync(o: &SyncOptions) -> Result<SyncReport> {
             .with_context(|| format!("cannot prune old version {}", d.display()))?;
         report.pruned.push(v.clone());
     }
-    for v in &p.unlock {
-        if !p.prune.contains(v) {
+    for v in &unlocked {
+        if !p.prune.contains(v) && *v != entry.version {
             evict_tree(&dest.join("versions").join(v));
         }
     }
-    if let Some(seed) = seeding {
-        let t = seed.finish(&rt, o.seed_for, &version_dir, o.lock);
-        report.uploaded_bytes = t.uploaded_bytes;
+    if c.keep_seeding && c.seeding.is_none() && !p.download {
+        match seed_live(o, rt, &entry, &version_dir) {
+            Ok(s) => *c.seeding = Some(s),
+            Err(e) => eprintln!("blobpin: warning: not seeding {}: {e:#}", entry.version),
+        }
     }
     report.seconds = start.elapsed().as_secs_f64();
-    if let Some(e) = hook_err {
-        return Err(e.context(format!(
-            "version {} is live, but the --exec hook failed",
-            entry.version
-        )));
+    Ok((report, hook_err))
+}
+
+/// Locks every file of `dir` in this process (touching what is missing first); the mappings
+/// stay locked until dropped.
+pub(crate) fn lock_here(dir: &Path) -> Result<Vec<crate::sys::Mapping>> {
+    use crate::residency::{Crawler, Op, Options, Sink, Warning};
+    let opts = Options {
+        op: Op::Lock,
+        ..Default::default()
+    };
+    let (req, _, _) = crate::doctor::measure(&opts, &[dir.to_path_buf()]);
+    let pf = crate::doctor::preflight(&req);
+    for n in &pf.notes {
+        eprintln!("blobpin: {n}");
     }
-    Ok(report)
+    if let Some((head, lines)) = pf.refused {
+        bail!("{head}\n  {}", lines.join("\n  "));
+    }
+    struct Failures(Vec<String>);
+    impl Sink for Failures {
+        fn warning(&mut self, w: Warning) {
+            if w.is_failure() {
+                self.0.push(w.to_string());
+            }
+        }
+    }
+    let mut sink = Failures(Vec::new());
+    let mut crawler = Crawler::new(opts);
+    if let Err(f) = crawler
+        .crawl(dir, &mut sink)
+        .and_then(|()| crawler.finish(&mut sink))
+    {
+        let hints = crate::cli::residency_cmd::lock_hints(&f);
+        bail!(
+            "{}{}",
+            String::from_utf8_lossy(&f.to_bytes()).trim_end(),
+            hints.iter().map(|h| format!("\n  {h}")).collect::<String>()
+        );
+    }
+    if let Some(first) = sink.0.first() {
+        bail!("{first}");
+    }
+    Ok(crawler.into_kept().0)
 }
 
 /// Creating a file in the destination is the only reliable test of writability (root ignores
@@ -244,7 +396,7 @@ fn probe_writable(dest: &Path) -> Result<()> {
 
 /// Holds `DIR/.sync.lock` (flock) for the whole sync, so two syncs of one destination (a deploy
 /// script racing a `--watch` service, say) cannot interleave.
-fn lock_dest(dest: &Path) -> Result<nix::fcntl::Flock<File>> {
+pub(crate) fn lock_dest(dest: &Path) -> Result<nix::fcntl::Flock<File>> {
     let path = dest.join(".sync.lock");
     let f = fs::OpenOptions::new()
         .create(true)
@@ -321,8 +473,8 @@ pub fn scan(dest: &Path) -> Result<DestState> {
     })
 }
 
-/// A session still seeding a version after its download (`--seed-for`).
-struct Seeding {
+/// A session still seeding a version after its download (`--seed-for`, `--watch`).
+pub(crate) struct Seeding {
     swarm: Swarm,
     handle: Arc<librqbit::ManagedTorrent>,
     stats: Arc<WriteBehindStats>,
@@ -335,6 +487,18 @@ struct Seeding {
 }
 
 impl Seeding {
+    /// The transfer figures so far (bytes uploaded while seeding, by peer fetched).
+    pub(crate) fn transfer(&self) -> Transfer {
+        session::transfer(&self.handle, &self.stats, &self.base)
+    }
+
+    /// Stops seeding; returns the final transfer figures.
+    pub(crate) fn stop(self, rt: &tokio::runtime::Runtime) -> Transfer {
+        let t = self.transfer();
+        rt.block_on(self.swarm.session.stop());
+        t
+    }
+
     /// Seeds for `d`, or until SIGTERM or SIGINT (dropping the version's pages every few
     /// seconds unless `locked`), then stops; returns the final transfer figures.
     fn finish(
@@ -395,14 +559,12 @@ async fn futures_select_any<F: std::future::Future + Unpin>(futs: impl Iterator<
     .await
 }
 
-/// Downloads and verifies the plan's version into `versions/<v>`; with `--seed-for`, returns
-/// the session still seeding it.
-fn download(
+/// Fetches the entry's torrent and checks it against the feed (SHA-256, files, private).
+fn fetch_torrent(
     o: &SyncOptions,
     rt: &tokio::runtime::Runtime,
     entry: &FeedEntry,
-    p: &Plan,
-) -> Result<(Transfer, Option<Seeding>)> {
+) -> Result<(Vec<u8>, torrent::TorrentInfo)> {
     let turl = o.feed.url_of(&entry.torrent.file);
     let tbytes = o
         .feed
@@ -422,6 +584,53 @@ fn download(
         info.private,
         "torrent {turl} is not private (BEP 27); blobpin only fetches private torrents"
     );
+    Ok((tbytes, info))
+}
+
+/// Starts seeding the live version from `versions/<v>` (a watch that found it up to date).
+fn seed_live(
+    o: &SyncOptions,
+    rt: &tokio::runtime::Runtime,
+    entry: &FeedEntry,
+    dir: &Path,
+) -> Result<Seeding> {
+    let (tbytes, _) = fetch_torrent(o, rt, entry)?;
+    let stats = Arc::new(WriteBehindStats::default());
+    let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(!o.lock));
+    rt.block_on(async {
+        let swarm = Swarm::start(&o.swarm, dir).await?;
+        let cfg = TorrentConfig {
+            peers: o.peers.clone(),
+            trackers: o.trackers.clone(),
+            drop_after_read: drop_reads,
+        };
+        let h = swarm.add(tbytes, dir, &cfg, stats.clone(), None).await?;
+        ensure!(
+            h.stats().finished,
+            "{} is not complete on disk",
+            dir.display()
+        );
+        Ok(Seeding {
+            swarm,
+            handle: h,
+            stats,
+            base: Transfer::default(),
+            files: entry.files.iter().map(|f| f.path.clone()).collect(),
+            signals: Vec::new(),
+        })
+    })
+}
+
+/// Downloads and verifies the plan's version into `versions/<v>`; with `--seed-for`, returns
+/// the session still seeding it.
+fn download(
+    o: &SyncOptions,
+    rt: &tokio::runtime::Runtime,
+    entry: &FeedEntry,
+    p: &Plan,
+    c: &Cycle,
+) -> Result<(Transfer, Option<Seeding>)> {
+    let (tbytes, info) = fetch_torrent(o, rt, entry)?;
 
     let staging = o.dest.join(".staging").join(&p.version);
     fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
@@ -464,18 +673,25 @@ fn download(
             bar
         });
         let mut acc = Transfer::default();
-        let res =
-            session::wait_complete(&swarm.session, &h, o.stall, o.nudge, &mut acc, |done, _| {
+        let mut stop = c.stop.clone();
+        let res = tokio::select! {
+            r = session::wait_complete(&swarm.session, &h, o.stall, o.nudge, &mut acc, |done, _| {
                 if let Some(b) = &bar {
                     b.set_position(done);
                 }
-            })
-            .await;
+            }) => r,
+            _ = async {
+                match &mut stop {
+                    Some(s) => { let _ = s.wait_for(|v| *v).await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => Err(anyhow::anyhow!("stopped by a signal during the download (the next start resumes it)")),
+        };
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         let t = session::transfer(&h, &stats, &acc);
-        if res.is_err() || o.seed_for.is_zero() {
+        if res.is_err() || !c.keep_seeding {
             swarm.session.stop().await;
             return res.map(|()| (t, None));
         }
@@ -483,11 +699,17 @@ fn download(
         // the files through the rename); reads to serve peers are dropped again unless the
         // version is about to be locked.
         drop_reads.store(!o.lock, std::sync::atomic::Ordering::Relaxed);
+        // A one-shot sync catches SIGTERM and SIGINT from here on (they end `--seed-for`); a
+        // watch has its own handlers.
         use tokio::signal::unix::{signal, SignalKind};
-        let signals = [SignalKind::terminate(), SignalKind::interrupt()]
-            .into_iter()
-            .filter_map(|k| signal(k).ok())
-            .collect();
+        let signals = if c.stop.is_none() {
+            [SignalKind::terminate(), SignalKind::interrupt()]
+                .into_iter()
+                .filter_map(|k| signal(k).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok((
             t,
             Some(Seeding {
@@ -668,7 +890,7 @@ fn start_holder(dest: &Path, version: &str) -> Result<i32> {
 }
 
 /// Stops the lock holder of `version` (SIGTERM) and waits for it to release its locks.
-fn stop_holder(dest: &Path, version: &str) -> Result<()> {
+pub(crate) fn stop_holder(dest: &Path, version: &str) -> Result<()> {
     let Some(pid) = holder_pid(dest, version) else {
         return Ok(());
     };

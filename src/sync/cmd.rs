@@ -1,9 +1,10 @@
-//! `blobpin sync` on the command line: arguments to [`SyncOptions`], then the report.
+//! `blobpin sync` on the command line: arguments to [`SyncOptions`], then the report (or the
+//! watch, with `--watch`), with the metrics server when `--metrics` is given.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::apply::{sync, SyncOptions};
 use crate::cli::SyncArgs;
@@ -32,6 +33,22 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         verbose: a.verbose,
         progress: !a.verbose && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
+    let figures = match a.metrics {
+        Some(addr) => {
+            let f = super::metrics::Shared::default();
+            let bound = super::metrics::serve(addr, f.clone())?;
+            if a.verbose {
+                eprintln!("blobpin: metrics on http://{bound}/metrics");
+            }
+            Some(f)
+        }
+        None => None,
+    };
+    if let Some(w) = &a.watch {
+        let interval =
+            super::watch::parse_interval(w).with_context(|| format!("invalid --watch {w:?}"))?;
+        return super::watch::watch(&o, interval, a.json, figures);
+    }
     let report = sync(&o)?;
     let mut out = std::io::stdout().lock();
     if a.json {

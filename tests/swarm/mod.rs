@@ -352,6 +352,11 @@ impl Streaming {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = nix::sys::signal::kill(
