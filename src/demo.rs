@@ -566,8 +566,8 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
         from_hosts += own + other + inc;
         let vmlck = r
             .lock_pid
-            .and_then(vmlck)
-            .map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+            .and_then(|pid| crate::doctor::facts::vm_locked(Some(pid)))
+            .map_or("-".to_string(), |b| format!("{:.0} MiB", mib(b)));
         writeln!(
             out,
             "{:<4} {:<5} {:>5.0} MiB {:>6.0} MiB {:>6.0} MiB {:>6.0} MiB {:>6.2} MiB {:>5.0} MiB {:>7.2} {:>11}",
@@ -627,13 +627,6 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("no host listens on {addr} after 30 s")
-}
-
-/// VmLck of a process, in KiB.
-fn vmlck(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmLck:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The origin's seeder upload and the primer bytes it served over HTTP, from its /metrics.

@@ -279,19 +279,6 @@ fn held_from(crawler: Crawler, locked: Vec<PathBuf>) -> Vec<Held> {
         .collect()
 }
 
-/// `VmLck` of this process in bytes.
-fn vm_locked() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
 /// After locking: what the kernel says is locked (VmLck) and resident (mincore) against what
 /// should be. Returns a warning text on a shortfall.
 fn verify(held: &[Held]) -> Option<String> {
@@ -313,7 +300,7 @@ fn verify(held: &[Held]) -> Option<String> {
             start += n as u64;
         }
     }
-    let vmlck = vm_locked();
+    let vmlck = crate::doctor::facts::vm_locked(None);
     let short_lck = vmlck.is_some_and(|v| v < expected);
     if missing_pages == 0 && !short_lck {
         return None;

@@ -132,6 +132,15 @@ fn kb_field(text: &str, key: &str) -> Option<u64> {
         .map(|k| k * 1024)
 }
 
+/// Bytes a process has locked (`VmLck` of /proc/PID/status; `None`: this process).
+pub fn vm_locked(pid: Option<i32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    kb_field(&std::fs::read_to_string(path).ok()?, "VmLck")
+}
+
 impl Facts {
     /// Reads the facts under `root`; `live` also reads the environment and uses this
     /// process's own rlimits.
