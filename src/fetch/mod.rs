@@ -83,11 +83,7 @@ pub fn read_range(
     if base.starts_with("http://") || base.starts_with("https://") {
         let url = format!("{}/{path}", base.trim_end_matches('/'));
         return rt.block_on(async {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .no_proxy()
-                .build()
-                .context("cannot build the HTTP client")?;
+            let client = client()?;
             let resp = client
                 .get(&url)
                 .header(
@@ -123,14 +119,19 @@ pub fn read_range(
     Ok(buf)
 }
 
-/// HTTP GET of a small document: a non-2xx status, a timeout (30 s) or a body over `limit`
-/// bytes is an error naming the URL.
-pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {
-    let client = reqwest::Client::builder()
+/// The client for feed documents and primer pieces: direct (no proxy), 30 s timeout.
+fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .no_proxy()
         .build()
-        .context("cannot build the HTTP client")?;
+        .context("cannot build the HTTP client")
+}
+
+/// HTTP GET of a small document: a non-2xx status, a timeout (30 s) or a body over `limit`
+/// bytes is an error naming the URL.
+pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {
+    let client = client()?;
     let mut resp = client
         .get(url)
         .send()
