@@ -162,10 +162,7 @@ fn check(sw: &Swarm, via_backup: bool) -> Shape {
         }
         if let Some(par) = p.parent.map(|id| by_id[&id]) {
             *children_count.entry(par.id).or_default() += 1;
-            assert!(
-                par.origin || par.left == 0 || (par.left, par.seq) < (p.left, p.seq),
-                "parent is not ahead of its child"
-            );
+            assert!(sw.ahead(par, p), "parent is not ahead of its child");
             if par.origin || par.loc.dc != p.loc.dc {
                 *shape.wan_edges.entry(p.loc.dc).or_default() += 1;
             }
@@ -388,13 +385,9 @@ fn chains_with_fanout_one_and_late_joiners_use_spare_upload() {
     for w in hosts.windows(2) {
         assert_eq!(sim.parent_of(w[1]).unwrap().addr.ip(), w[0], "not a chain");
     }
-    // Backups: the grandparent (same rack) from the third host on; the origin for the second.
-    assert!(
-        sim.swarm()
-            .peer(&sim.peer(hosts[1]).backup.unwrap())
-            .unwrap()
-            .origin
-    );
+    // Backups: the grandparent (same rack) from the third host on; none for the second (the
+    // origin is never a backup: it would be a second source).
+    assert!(sim.peer(hosts[1]).backup.is_none());
     for w in hosts.windows(3) {
         assert_eq!(
             sim.swarm()
@@ -451,7 +444,16 @@ fn stopped_parent_hands_its_children_to_their_backups() {
     // At its next announce it gets a new backup and the answer no longer names hosts[1].
     let ans = sim.ann(hosts[2], 1000);
     assert!(ans.iter().all(|e| e.0.addr.ip() != hosts[1]));
-    assert!(sim.peer(hosts[2]).backup.is_some());
+    // Only its parent and the origin are ahead of it now: no backup rather than the origin.
+    assert!(sim.peer(hosts[2]).backup.is_none());
+    // hosts[3] lost its backup (hosts[1], its grandparent): it gets hosts[0].
+    let ans = sim.ann(hosts[3], 1000);
+    assert!(ans.iter().all(|e| e.0.addr.ip() != hosts[1]));
+    let b = sim
+        .peer(hosts[3])
+        .backup
+        .expect("hosts[3] has a new backup");
+    assert_eq!(sim.swarm().peer(&b).unwrap().addr.ip(), hosts[0]);
     check(sim.swarm(), true);
 }
 
@@ -796,4 +798,115 @@ fn origin_is_recognised_by_address_prefix_or_initial_seed() {
     sim.try_ann(h, 0, Event::Completed, None).unwrap();
     assert!(!sim.peer(h).origin && sim.peer(h).parent.is_none());
     assert_eq!(sim.swarm().counts().complete, 2);
+}
+
+#[test]
+fn start_together_noise_in_left_does_not_send_a_rack_to_the_origin() {
+    // Measured in the 2-DC benchmark: the first host of a rack joined before its primer piece
+    // was on disk (left = the whole blob), the others one piece less; with a strict `left`
+    // comparison the head was "behind" them and they were sent to the origin.
+    let mut sim = Sim::new(Some(topology(1, 1, "fanout = 2")));
+    sim.ann(IpAddr::V4(ORIGIN), 0);
+    let blob = 64 << 20;
+    let piece = 256 << 10;
+    let hosts: Vec<IpAddr> = (0..3).map(|n| host(1, 0, 0, n)).collect();
+    sim.ann(hosts[0], blob);
+    sim.ann(hosts[1], blob - piece);
+    sim.ann(hosts[2], blob - piece);
+    assert!(sim.parent_of(hosts[0]).unwrap().origin);
+    assert_eq!(sim.parent_of(hosts[1]).unwrap().addr.ip(), hosts[0]);
+    let p2 = sim.parent_of(hosts[2]).unwrap();
+    assert!(!p2.origin && hosts.contains(&p2.addr.ip()), "{}", p2.addr);
+    assert_eq!(
+        check(sim.swarm(), false)
+            .origin_children_by_dc
+            .values()
+            .sum::<usize>(),
+        1
+    );
+    // A real lead (more than 1/64 of the blob) still counts: a newcomer that already holds
+    // half the blob is not put under a host that holds nothing.
+    let ahead_host = host(1, 0, 0, 9);
+    sim.ann(ahead_host, blob / 2);
+    let p = sim.parent_of(ahead_host).unwrap();
+    assert!(p.origin, "parent {} is behind", p.addr);
+    check(sim.swarm(), false);
+}
+
+#[test]
+fn a_dc_holding_a_complete_copy_never_pulls_it_over_the_wan_again() {
+    let mut sim = Sim::new(Some(topology(2, 2, "fanout = 1")));
+    sim.ann(IpAddr::V4(ORIGIN), 0);
+    let gw = host(2, 1, 0, 0);
+    let b = host(2, 1, 0, 1);
+    sim.ann(gw, 1000);
+    sim.ann(b, 1000);
+    assert!(sim.parent_of(gw).unwrap().origin);
+    assert_eq!(sim.parent_of(b).unwrap().addr.ip(), gw);
+    // The gateway completes (it drops its origin parent); a host joining the DC afterwards,
+    // in either rack, is fed inside the DC, never by the origin or the other DC.
+    sim.ann(gw, 0);
+    for late in [host(2, 1, 0, 5), host(2, 1, 1, 5)] {
+        sim.ann(late, 1000);
+        let p = sim.parent_of(late).unwrap();
+        assert!(
+            !p.origin && p.loc.dc == sim.peer(late).loc.dc,
+            "{late} fed by {}",
+            p.addr
+        );
+    }
+    let shape = check(sim.swarm(), false);
+    assert_eq!(shape.origin_children_by_dc.get(&1).copied().unwrap_or(0), 0);
+}
+
+#[test]
+fn a_full_rack_takes_a_spare_parent_in_the_dc_before_overloading_one() {
+    let mut sim = Sim::new(Some(topology(1, 2, "fanout = 1")));
+    sim.ann(IpAddr::V4(ORIGIN), 0);
+    // Rack 0's head, then rack 1's head under it: the rack-0 head is full.
+    let h0 = host(2, 0, 0, 0);
+    let h1 = host(2, 0, 1, 0);
+    sim.ann(h0, 1000);
+    sim.ann(h1, 1000);
+    assert_eq!(sim.parent_of(h1).unwrap().addr.ip(), h0);
+    // The second host of rack 0: nothing spare in its rack; it goes under rack 1's head
+    // rather than making h0 feed two.
+    let x = host(2, 0, 0, 1);
+    sim.ann(x, 1000);
+    assert_eq!(sim.parent_of(x).unwrap().addr.ip(), h1);
+    assert_eq!(check(sim.swarm(), false).max_children, 1);
+}
+
+#[test]
+fn backups_are_never_an_origin_or_in_another_dc() {
+    let mut sim = Sim::new(Some(topology(2, 2, "fanout = 2")));
+    sim.ann(IpAddr::V4(ORIGIN), 0);
+    let mut all = Vec::new();
+    for n in 0..4 {
+        for d in 0..2 {
+            for r in 0..2 {
+                all.push(host(2, d, r, n));
+            }
+        }
+    }
+    for round in 0..3u64 {
+        for (k, h) in all.iter().enumerate() {
+            sim.ann(*h, 1000 - round * 100 - k as u64);
+        }
+        sim.now += 1000;
+    }
+    let sw = sim.swarm();
+    let mut with_backup = 0;
+    for p in sw.peers().iter().filter(|p| !p.origin) {
+        if let Some(b) = p.backup.and_then(|b| sw.peer(&b)) {
+            with_backup += 1;
+            assert!(!b.origin, "{} has the origin as backup", p.addr);
+            assert_eq!(
+                b.loc.dc, p.loc.dc,
+                "{} has a remote backup {}",
+                p.addr, b.addr
+            );
+        }
+    }
+    assert!(with_backup >= 8, "only {with_backup} backups");
 }

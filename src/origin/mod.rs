@@ -196,6 +196,7 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
 
 /// Runs `blobpin origin` until SIGTERM or SIGINT (exit 0).
 pub fn run(a: &crate::cli::OriginArgs) -> Result<i32> {
+    crate::tracker::init_logging("warn");
     let o = options_from_args(a)?;
     serve(&o)?;
     Ok(crate::exit::OK)

@@ -636,8 +636,16 @@ fn download(
     fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     if let Some(src) = &o.prime_from {
         let n = prime_piece(&o.swarm.listen, info.pieces.len());
-        if let Err(e) = prime_from(rt, src, &staging, &info, n) {
-            eprintln!("blobpin: warning: joining without a primer piece: {e:#}");
+        // A few tries: an origin that just picked up a version may serve its feed entry a
+        // moment before its files (measured: 404s in the first second after a start).
+        let mut tries = 0;
+        while let Err(e) = prime_from(rt, src, &staging, &info, n) {
+            tries += 1;
+            if tries == PRIMER_TRIES {
+                eprintln!("blobpin: warning: joining without a primer piece: {e:#}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
     let stats = Arc::new(WriteBehindStats::default());
@@ -941,6 +949,9 @@ impl SyncReport {
         )
     }
 }
+
+/// Attempts at fetching the primer piece, 300 ms apart.
+const PRIMER_TRIES: u32 = 6;
 
 /// The piece a host primes itself with: derived from its listen address, so hosts differ and
 /// have something to offer each other.

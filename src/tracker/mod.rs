@@ -71,15 +71,21 @@ pub fn config_from_args(a: &TrackerArgs) -> anyhow::Result<TrackerConfig> {
     })
 }
 
-/// `blobpin tracker`: serve until SIGTERM/SIGINT (exit 0).
-pub fn run(a: &TrackerArgs) -> anyhow::Result<i32> {
+/// Sends `tracing` events to stderr, filtered by `RUST_LOG` (else `default`, e.g. "info").
+/// `RUST_LOG=blobpin::tracker::swarm=debug` shows every overlay decision.
+pub fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `blobpin tracker`: serve until SIGTERM/SIGINT (exit 0).
+pub fn run(a: &TrackerArgs) -> anyhow::Result<i32> {
+    init_logging("info");
     let config = config_from_args(a)?;
     // Block the signals before any thread starts, so only sigwait below sees them.
     let mut signals = SigSet::empty();
