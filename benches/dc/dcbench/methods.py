@@ -261,7 +261,7 @@ class Aria2(Method):
 BLOBPIN_PUBLISH = "{bin} publish {blob} --feed {feed} --name blob --tracker http://{ip}:{tracker_port}/announce"
 BLOBPIN_ORIGIN = "{bin} origin --feed {feed} --listen {ip}:{port} --topology {topology}"
 BLOBPIN_SYNC = ("{bin} sync http://{origin}:{port}/feed/blob --dest {dest} --listen {ip}:{peer_port} --watch 1s"
-                " --prime-from http://{origin}:{port}/feed/blob/files")
+                " --prime-from http://{origin}:{port}/feed/blob/files --json -v")
 
 
 class Blobpin(Method):

@@ -151,6 +151,8 @@ class Topology:
     def topology_toml(self):
         """The topology file in the format of `blobpin tracker --topology` (issue 4)."""
         out = []
+        if os.environ.get("BPDC_OVERLAY"):
+            out += ["[overlay]"] + os.environ["BPDC_OVERLAY"].split(";") + [""]
         by_dc = {}
         for rname, (dc, cidr, _) in self.racks.items():
             by_dc.setdefault(dc, []).append((rname, cidr))
@@ -257,11 +259,38 @@ def plan_flat(prefix):
 
 
 def _tbf(ns, dev, rate_mbit):
-    # The burst must exceed a 64 KiB GSO packet plus headers: smaller, and tbf segments every
-    # GSO packet into MTU-sized ones (measured: calibration CPU 100% with 64kb, ~20% with
-    # 256kb on this 2-core machine). Queue: ~50 ms at the rate on top of the burst.
-    sh("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
-       "rate", f"{rate_mbit}mbit", "burst", os.environ.get("BPDC_BURST", "256kb"), "latency", "50ms")
+    """Shapes the egress of `dev` to `rate_mbit`.
+
+    Default (`BPDC_SHAPER=htb`): an htb class at the rate with two children: small TCP
+    packets (pure ACKs, IP total length < 128) in a priority class, everything else in a
+    bfifo of ~50 ms. With a single FIFO (`BPDC_SHAPER=tbf`), a link saturated in both
+    directions queues the ACKs of one direction behind ~50-90 ms of the other's data, and
+    TCP reached only 49-79% of the shaped rate in the calibration on a quiet machine (ACK
+    starvation); this kernel has no fq_codel/sfq/prio to cure it, but has htb and u32.
+    """
+    burst = os.environ.get("BPDC_BURST", "256kb")
+    tc = ("ip", "netns", "exec", ns, "tc")
+    if os.environ.get("BPDC_SHAPER", "htb") == "tbf":
+        # The burst must exceed a 64 KiB GSO packet plus headers: smaller, and tbf segments
+        # every GSO packet into MTU-sized ones (measured: calibration CPU 100% with 64kb, ~20%
+        # with 256kb on this 2-core machine). Queue: ~50 ms at the rate on top of the burst.
+        sh(*tc, "qdisc", "replace", "dev", dev, "root", "tbf",
+           "rate", f"{rate_mbit}mbit", "burst", burst, "latency", "50ms")
+        return
+    sh(*tc, "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "20")
+    sh(*tc, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+       "rate", f"{rate_mbit}mbit", "ceil", f"{rate_mbit}mbit", "burst", burst, "cburst", burst,
+       "quantum", "100000")
+    ack = max(1, rate_mbit // 10)
+    sh(*tc, "class", "add", "dev", dev, "parent", "1:1", "classid", "1:10", "htb",
+       "rate", f"{ack}mbit", "ceil", f"{rate_mbit}mbit", "prio", "0", "quantum", "100000")
+    sh(*tc, "class", "add", "dev", dev, "parent", "1:1", "classid", "1:20", "htb",
+       "rate", f"{rate_mbit - ack}mbit", "ceil", f"{rate_mbit}mbit", "prio", "1", "quantum", "100000")
+    limit = rate_mbit * 1_000_000 // 8 * 50 // 1000 + 256 * 1024
+    sh(*tc, "qdisc", "add", "dev", dev, "parent", "1:20", "handle", "20:", "bfifo", "limit", str(limit))
+    sh(*tc, "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+       "match", "ip", "protocol", "6", "0xff", "match", "u16", "0x0000", "0xff80", "at", "2",
+       "flowid", "1:10")
 
 
 def _sysctl(ns, key, val):
