@@ -227,8 +227,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "INTERVAL")]
     pub watch: Option<String>,
     /// With --watch, serve Prometheus metrics on ADDR (GET /metrics): bytes downloaded by peer
-    /// address, uploaded, pieces, the live version, lock state, polls and the last poll's
-    /// result.
+    /// tier (rack, dc, remote, unknown, origin: placed with the topology the origin serves at
+    /// FEED/../topology, the origin being the feed's host) and by peer address, uploaded,
+    /// pieces, the live version, lock state, polls and the last poll's result.
     #[arg(long, value_name = "ADDR", requires = "watch")]
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -259,7 +260,14 @@ pub struct OriginArgs {
     /// Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s).
     #[arg(long, value_name = "RATE")]
     pub max_upload: Option<String>,
-    /// Also serve /metrics (Prometheus text) on this address.
+    /// Download cap of the origin's BitTorrent session, bytes per second (e.g. 40M or 40MB/s).
+    /// The origin only seeds (a version whose data fails its check is never downloaded into),
+    /// so this is a bound for safety.
+    #[arg(long, value_name = "RATE")]
+    pub max_download: Option<String>,
+    /// Also serve /metrics (Prometheus text) on this address: versions, bytes uploaded per
+    /// version and by the data centre of the receiving peer, primer bytes, HTTP requests, and
+    /// the tracker's figures (also served on --listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
     /// Emulation on one machine: locate a loopback client by the tracker address it connected

@@ -53,8 +53,11 @@ pub struct OriginOptions {
     /// The tracker's announce interval, seconds.
     pub interval: u32,
     pub topology: Option<Topology>,
+    /// The topology file's text, served at `/feed/topology` (see [`http`]).
+    pub topology_text: Option<String>,
     pub key: Option<String>,
     pub max_upload: Option<std::num::NonZeroU32>,
+    pub max_download: Option<std::num::NonZeroU32>,
     pub metrics: Option<SocketAddr>,
     /// Seconds between feed scans.
     pub scan_every: Duration,
@@ -82,6 +85,13 @@ pub struct Shared {
     /// Bytes served to primers over HTTP (`/feed/NAME/files/...`).
     pub primer_bytes: std::sync::atomic::AtomicU64,
     pub http_requests: std::sync::atomic::AtomicU64,
+    /// The topology (for the upload figures) and its file's text (served to syncs).
+    pub topology: Option<Topology>,
+    pub topology_text: Option<String>,
+    /// Bytes uploaded by (info-hash, peer address), the highest value librqbit's per-peer
+    /// counters showed (sampled every scan and on every scrape: librqbit forgets a peer it
+    /// gives up on).
+    pub uploaded_by_peer: Mutex<std::collections::HashMap<(String, String), u64>>,
 }
 
 impl Shared {
@@ -119,6 +129,17 @@ impl Shared {
         drop(versions);
         let _ = writeln!(
             s,
+            "# HELP blobpin_origin_uploaded_bytes_total Bytes the seeder uploaded, by the data centre of the receiving peer: its address located in --topology (\"unknown\" outside every rack, or without a topology). The address is the source of the peer's connection (sampled every scan from librqbit's per-peer counters).\n# TYPE blobpin_origin_uploaded_bytes_total counter"
+        );
+        for (dc, bytes) in self.uploaded_by_dc() {
+            let _ = writeln!(
+                s,
+                "blobpin_origin_uploaded_bytes_total{{dc=\"{}\"}} {bytes}",
+                dc.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+        let _ = writeln!(
+            s,
             "# HELP blobpin_origin_primer_bytes Bytes served over HTTP from blob files (primers).\n# TYPE blobpin_origin_primer_bytes counter\nblobpin_origin_primer_bytes {}",
             self.primer_bytes.load(Ordering::Relaxed)
         );
@@ -129,6 +150,66 @@ impl Shared {
         );
         s.push_str(&self.tracker.metrics_text());
         s
+    }
+
+    /// Records what librqbit's per-peer counters show now (see `uploaded_by_peer`).
+    pub fn sample_uploads(&self) {
+        let mut now = Vec::new();
+        {
+            let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            for v in versions.values() {
+                let Some(live) = v.handle.as_ref().and_then(|h| h.live()) else {
+                    continue;
+                };
+                // The filter type is not exported; it deserializes from librqbit's HTTP API form.
+                let all = serde_json::from_str(r#"{"state":"all"}"#).expect("valid peer filter");
+                for (addr, p) in live.per_peer_stats_snapshot(all).peers {
+                    if p.counters.uploaded_bytes > 0 {
+                        now.push(((v.info_hash.clone(), addr), p.counters.uploaded_bytes));
+                    }
+                }
+            }
+        }
+        let mut m = self
+            .uploaded_by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (k, b) in now {
+            let e = m.entry(k).or_default();
+            *e = (*e).max(b);
+        }
+    }
+
+    /// Bytes uploaded by the data centre of the receiving peer; every DC of the topology and
+    /// "unknown" are listed.
+    pub fn uploaded_by_dc(&self) -> BTreeMap<String, u64> {
+        self.sample_uploads();
+        let mut out: BTreeMap<String, u64> = self
+            .topology
+            .iter()
+            .flat_map(|t| t.dcs.iter().cloned())
+            .chain(["unknown".to_string()])
+            .map(|d| (d, 0))
+            .collect();
+        let m = self
+            .uploaded_by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for ((_, addr), bytes) in m.iter() {
+            let dc = match (&self.topology, addr.parse::<SocketAddr>()) {
+                (Some(t), Ok(a)) => {
+                    let loc = t.locate(a.ip());
+                    if loc.is_known() {
+                        t.dc_name(loc.dc).to_string()
+                    } else {
+                        "unknown".to_string()
+                    }
+                }
+                _ => "unknown".to_string(),
+            };
+            *out.entry(dc).or_default() += bytes;
+        }
+        out
     }
 
     /// Bytes the seeder uploaded, all versions together.
@@ -163,11 +244,15 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
     );
     std::fs::read_dir(&a.feed)
         .with_context(|| format!("feed directory {} is not readable", a.feed.display()))?;
-    let topology = a
-        .topology
-        .as_deref()
-        .map(|p| Topology::load(p).with_context(|| format!("topology {}", p.display())))
-        .transpose()?;
+    let (topology, topology_text) = match a.topology.as_deref() {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read topology {}", p.display()))?;
+            let t = Topology::parse(&text).with_context(|| format!("topology {}", p.display()))?;
+            (Some(t), Some(text))
+        }
+        None => (None, None),
+    };
     if a.key.as_deref() == Some("") {
         bail!("--key must not be empty");
     }
@@ -183,12 +268,20 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
         interval: a.interval,
         seed_listen: a.seed_listen.unwrap_or_else(|| companion(a.listen, 2)),
         topology,
+        topology_text,
         key: a.key.clone(),
         max_upload: a
             .max_upload
             .as_deref()
             .map(crate::fetch::parse_rate)
-            .transpose()?,
+            .transpose()
+            .context("--max-upload")?,
+        max_download: a
+            .max_download
+            .as_deref()
+            .map(crate::fetch::parse_rate)
+            .transpose()
+            .context("--max-download")?,
         metrics: a.metrics,
         scan_every: Duration::from_millis(a.scan_ms.max(50)),
     })
@@ -220,7 +313,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             &SwarmConfig {
                 listen: o.seed_listen,
                 max_upload: o.max_upload,
-                max_download: None,
+                max_download: o.max_download,
             },
             &o.feed,
         )
@@ -265,6 +358,9 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             tracker,
             primer_bytes: Default::default(),
             http_requests: Default::default(),
+            topology: o.topology.clone(),
+            topology_text: o.topology_text.clone(),
+            uploaded_by_peer: Default::default(),
         });
         let feed_addr = feed_listener.local_addr()?;
         tokio::spawn(http::serve(feed_listener, shared.clone()));
@@ -290,6 +386,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             let every = (5000 / o.scan_every.as_millis().max(1) as u64).max(1);
             announcer.announce(&shared, tick % every == 0).await;
             drop_cache(&shared, tick);
+            shared.sample_uploads();
             tick += 1;
             tokio::select! {
                 _ = term.recv() => break,

@@ -82,6 +82,9 @@ pub struct SyncReport {
     pub resumed_bytes: u64,
     pub uploaded_bytes: u64,
     pub bytes_by_peer: std::collections::BTreeMap<String, u64>,
+    /// `bytes_by_peer` summed by the tracker's tiers (rack, dc, remote, unknown, origin; see
+    /// [`super::tiers`]); every tier is listed.
+    pub bytes_by_tier: std::collections::BTreeMap<String, u64>,
     pub written_back_pieces: u64,
     /// Times the download reconnected to its peers after a pause in progress.
     pub reconnects: u32,
@@ -226,6 +229,7 @@ pub(crate) fn run_cycle(
         resumed_bytes: 0,
         uploaded_bytes: 0,
         bytes_by_peer: Default::default(),
+        bytes_by_tier: super::tiers::Tiers::none().by_tier(&Default::default()),
         written_back_pieces: 0,
         reconnects: 0,
         lock_pid: None,
@@ -243,8 +247,14 @@ pub(crate) fn run_cycle(
         if let Some(old) = c.seeding.take() {
             old.stop(rt);
         }
+        let tiers = super::tiers::Tiers::from_feed(rt, &o.feed, o.swarm.listen, |m| {
+            if o.verbose {
+                eprintln!("blobpin: {m}");
+            }
+        });
         let (t, s) = download(o, rt, &entry, &p, c)?;
         *c.seeding = s;
+        report.bytes_by_tier = tiers.by_tier(&t.by_peer);
         report.fetched_bytes = t.fetched_bytes;
         report.resumed_bytes = t.resumed_bytes;
         report.uploaded_bytes = t.uploaded_bytes;

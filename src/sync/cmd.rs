@@ -21,8 +21,18 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         exec: a.exec.clone(),
         swarm: SwarmConfig {
             listen: a.listen,
-            max_upload: a.max_upload.as_deref().map(parse_rate).transpose()?,
-            max_download: a.max_download.as_deref().map(parse_rate).transpose()?,
+            max_upload: a
+                .max_upload
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .context("--max-upload")?,
+            max_download: a
+                .max_download
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .context("--max-download")?,
         },
         peers: a.peer.clone(),
         trackers: a.tracker.clone(),
