@@ -202,3 +202,76 @@ fn bytes_are_counted_by_peer_tier_in_reports_and_metrics_of_sync_and_origin() {
     drop(rack_peer);
     assert_eq!(o.stop(), Some(0));
 }
+
+#[test]
+fn a_sync_of_an_http_feed_primes_from_the_origin_by_default() {
+    let s = Scratch::new("deploy-prime");
+    let data = write_blob(&s.path("build/blob.bin"), 2 * MIB, 92);
+    publish(&s.path("build/blob.bin"), &s.path("feed"), "v1");
+    let o = Origin::start(&s.path("feed"), &[]);
+    o.wait_seeding("v1");
+    let feed = format!("http://{}/feed/blob", o.feed);
+    let seeder = o.seeder.to_string();
+    let primer_bytes = || {
+        let (_, _, body) = get(o.feed, "/metrics", "");
+        samples(
+            &String::from_utf8_lossy(&body),
+            "blobpin_origin_primer_bytes",
+        )[""]
+    };
+    assert_eq!(primer_bytes(), 0);
+
+    // Only FEED_URL: one piece comes from FEED_URL/files before joining, and is found on disk
+    // when the torrent is added (resumed), not downloaded from the peer.
+    let args = |dest: &str| -> Vec<String> {
+        [
+            "sync",
+            &feed,
+            "--dest",
+            dest,
+            "--json",
+            "-v",
+            "--stall-timeout",
+            "30",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            &seeder,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let dest = s.path("primed");
+    let a = args(dest.to_str().unwrap());
+    let r = run_bounded(&a.iter().map(String::as_str).collect::<Vec<_>>(), LIMIT);
+    assert_eq!(r.code, Some(0), "{}", r.err());
+    let rep = report(&r);
+    let resumed = rep["resumed_bytes"].as_u64().unwrap();
+    assert!(resumed > 0, "not primed: {rep}");
+    assert!(
+        r.err().contains(&format!("from {feed}/files")),
+        "{}",
+        r.err()
+    );
+    assert_eq!(
+        primer_bytes(),
+        resumed,
+        "the primer piece came from the origin"
+    );
+    assert!(std::fs::read(dest.join("current/blob.bin")).unwrap() == data);
+
+    // --no-prime joins empty-handed; it cannot be combined with --prime-from.
+    let dest = s.path("bare");
+    let mut a = args(dest.to_str().unwrap());
+    a.push("--no-prime".into());
+    let r = run_bounded(&a.iter().map(String::as_str).collect::<Vec<_>>(), LIMIT);
+    assert_eq!(r.code, Some(0), "{}", r.err());
+    assert_eq!(report(&r)["resumed_bytes"].as_u64(), Some(0));
+    assert!(!r.err().contains("primed"), "{}", r.err());
+    assert_eq!(primer_bytes(), resumed);
+    a.extend(["--prime-from".into(), format!("{feed}/files")]);
+    let r = run_bounded(&a.iter().map(String::as_str).collect::<Vec<_>>(), LIMIT);
+    assert_eq!(r.code, Some(2), "{}", r.err());
+    assert!(r.err().contains("--no-prime"), "{}", r.err());
+    assert_eq!(o.stop(), Some(0));
+}

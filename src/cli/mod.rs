@@ -208,9 +208,13 @@ pub struct SyncArgs {
     /// Before joining, fetch one piece of the new version from this source (an http:// base URL
     /// serving the blob's files with Range support, or a local directory holding them), so this
     /// host can trade with peers that are still downloading (librqbit 9.1 ignores a peer that
-    /// joins holding nothing).
+    /// joins holding nothing) [default with an http(s) FEED_URL: FEED_URL/files, where the
+    /// origin serves them; a failure there is only reported with -v].
     #[arg(long, value_name = "URL|DIR")]
     pub prime_from: Option<String>,
+    /// Join without a primer piece (no default --prime-from).
+    #[arg(long, conflicts_with = "prime_from")]
+    pub no_prime: bool,
     /// Log each step on stderr (joined the swarm, live).
     #[arg(short, long)]
     pub verbose: bool,

@@ -66,6 +66,9 @@ pub struct SyncOptions {
     /// Where to read one piece from before joining the swarm (see [`prime`]): an http(s) base
     /// URL or a local directory holding the blob's files.
     pub prime_from: Option<String>,
+    /// `prime_from` was derived from the feed URL, not asked for: failing to prime is only
+    /// reported with `verbose`.
+    pub prime_default: bool,
 }
 
 /// What a sync did (printed by the command, as text or JSON).
@@ -646,8 +649,11 @@ fn download(
     fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     if let Some(src) = &o.prime_from {
         let n = prime_piece(&o.swarm.listen, info.pieces.len());
-        if let Err(e) = prime_from(rt, src, &staging, &info, n) {
-            eprintln!("blobpin: warning: joining without a primer piece: {e:#}");
+        match prime_from(rt, src, &staging, &info, n) {
+            Ok(()) if o.verbose => eprintln!("blobpin: primed with piece {n} from {src}"),
+            Ok(()) => {}
+            Err(_) if o.prime_default && !o.verbose => {}
+            Err(e) => eprintln!("blobpin: warning: joining without a primer piece: {e:#}"),
         }
     }
     let stats = Arc::new(WriteBehindStats::default());

@@ -13,8 +13,15 @@ use crate::fetch::{parse_rate, FeedLocation};
 
 /// Runs `blobpin sync`; returns the exit status.
 pub fn run(a: &SyncArgs) -> Result<i32> {
+    let feed = FeedLocation::parse(&a.feed_url)?;
+    // An origin serves the blob's files next to the feed entry: prime from there by default.
+    let (prime_from, prime_default) = match (&a.prime_from, &feed) {
+        (Some(p), _) => (Some(p.clone()), false),
+        (None, FeedLocation::Http(base)) if !a.no_prime => (Some(format!("{base}/files")), true),
+        (None, _) => (None, false),
+    };
     let o = SyncOptions {
-        feed: FeedLocation::parse(&a.feed_url)?,
+        feed,
         dest: a.dest.clone(),
         lock: a.lock,
         keep: a.keep as usize,
@@ -39,7 +46,8 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         stall: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
         seed_for: Duration::from_secs(a.seed_for),
         nudge: (a.reconnect_after > 0).then(|| Duration::from_secs(a.reconnect_after)),
-        prime_from: a.prime_from.clone(),
+        prime_from,
+        prime_default,
         verbose: a.verbose,
         progress: !a.verbose && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
