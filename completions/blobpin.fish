@@ -134,6 +134,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l exec -d 'Shell 
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l listen -d 'Address to accept peers on (port 0: any free port)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l peer -d 'A peer to fetch from (repeatable), besides those the torrent\'s tracker names' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l tracker -d 'Tracker announce URL to use besides the torrent\'s (repeatable)' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l key -d 'The tracker\'s shared secret (`origin --key`, `tracker --key`): every announce URL, the torrent\'s own and --tracker, gets key=SECRET. Without it a keyed tracker refuses the announces ("missing key") and the sync finds only --peer peers' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l max-upload -d 'Upload cap, bytes per second (e.g. 40M or 40MB/s)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l max-download -d 'Download cap, bytes per second (e.g. 40M or 40MB/s)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand sync" -l stall-timeout -d 'Give up when no data arrived for this many seconds (0: never)' -r
@@ -153,7 +154,7 @@ complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l listen -d 'Ad
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l tracker-listen -d 'Address of the tracker, repeatable [default: the --listen IP, port + 1; any free port if 0]' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l seed-listen -d 'Address the seeder accepts peers on [default: the --listen IP, port + 2; any free port if 0]' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l topology -d 'Topology file for the tracker (as `blobpin tracker --topology`)' -r -F
-complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l key -d 'Shared secret: every announce must carry key=SECRET' -r
+complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l key -d 'Shared secret: every announce must carry key=SECRET (a wrong or missing key gets the failure reason "invalid key" or "missing key"); give syncs `--key SECRET` too. The origin\'s own seeder announces with it' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l max-upload -d 'Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s)' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l max-download -d 'Download cap of the origin\'s BitTorrent session, bytes per second (e.g. 40M or 40MB/s). The origin only seeds (a version whose data fails its check is never downloaded into), so this is a bound for safety' -r
 complete -c blobpin -n "__fish_blobpin_using_subcommand origin" -l metrics -d 'Also serve /metrics (Prometheus text) on this address: versions, bytes uploaded per version and by the data centre of the receiving peer, primer bytes, HTTP requests, and the tracker\'s figures (also served on --listen)' -r

@@ -275,3 +275,124 @@ fn a_sync_of_an_http_feed_primes_from_the_origin_by_default() {
     assert!(r.err().contains("--no-prime"), "{}", r.err());
     assert_eq!(o.stop(), Some(0));
 }
+
+/// Announces `info_hash` to `tracker` with the query `extra` added; returns the body.
+fn announce(tracker: SocketAddr, info_hash: &[u8], extra: &str) -> Vec<u8> {
+    let q = format!(
+        "/announce?info_hash={}&peer_id={}&port=6881&uploaded=0&downloaded=0&left=100&compact=1{extra}",
+        crate::origin::percent(info_hash),
+        crate::origin::percent(b"-TT0001-keytest00001")
+    );
+    let (status, _, body) = get(tracker, &q, "");
+    assert_eq!(status, 200);
+    body
+}
+
+#[test]
+fn a_keyed_origin_serves_syncs_given_the_key_and_refuses_announces_without_it() {
+    let s = Scratch::new("deploy-key");
+    let data = write_blob(&s.path("build/blob.bin"), 2 * MIB, 93);
+    // The torrent names the origin's tracker (without the key: the feed is not secret).
+    let tracker = free_addr("127.0.0.1");
+    let r = run_bounded(
+        &[
+            "publish",
+            s.path("build/blob.bin").to_str().unwrap(),
+            "--feed",
+            s.path("feed").to_str().unwrap(),
+            "--json",
+            "--version-name",
+            "v1",
+            "--tracker",
+            &format!("http://{tracker}/announce"),
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.err());
+    let entry = blobpin::feed::FeedEntry::parse(&r.stdout).unwrap();
+    let ih = crate::origin::unhex(&entry.torrent.info_hash);
+    let o = Origin::start(
+        &s.path("feed"),
+        &[
+            "--key",
+            "s3 cr/t",
+            "--tracker-listen",
+            &tracker.to_string(),
+            "--seed-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    o.wait_seeding("v1");
+    assert_eq!(o.tracker, tracker);
+
+    // Announces without the key, or with a wrong one, are refused with the documented reason;
+    // with it (percent-encoded) the origin's seeder is in the answer.
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let body = text(&announce(tracker, &ih, ""));
+    assert!(body.contains("14:failure reason11:missing key"), "{body}");
+    let body = text(&announce(tracker, &ih, "&key=s3cret"));
+    assert!(body.contains("14:failure reason11:invalid key"), "{body}");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let body = announce(tracker, &ih, "&key=s3%20cr%2Ft");
+        assert!(!text(&body).contains("failure reason"), "{}", text(&body));
+        let port = o.seeder.port().to_be_bytes();
+        let compact = [127u8, 0, 0, 1, port[0], port[1]];
+        if body.windows(6).any(|w| w == compact) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the seeder never announced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A sync given the key finds the seeder through the tracker alone (no --peer).
+    let feed = format!("http://{}/feed/blob", o.feed);
+    let dest = s.path("keyed");
+    let rep = sync_json(
+        &feed,
+        &dest,
+        "127.0.0.1:0",
+        &["--key", "s3 cr/t", "--no-prime"],
+    );
+    let from_seeder = rep["bytes_by_peer"][o.seeder.to_string()]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(from_seeder > 0, "{rep}");
+    assert!(std::fs::read(dest.join("current/blob.bin")).unwrap() == data);
+
+    // Without the key its announces are refused ("invalid key": librqbit sends a random key of
+    // its own) and it finds no one: it gives up.
+    let errors = |reason: &str| {
+        let (_, _, body) = get(o.feed, "/metrics", "");
+        samples(
+            &String::from_utf8_lossy(&body),
+            "blobpin_tracker_errors_total",
+        )
+        .get(&format!("{{reason=\"{reason}\"}}"))
+        .copied()
+        .unwrap_or(0)
+    };
+    // Only the test's own wrong key so far: the origin's seeder announces with the key too.
+    assert_eq!(errors("wrong_key"), 1);
+    assert_eq!(errors("missing_key"), 1);
+    let dest = s.path("keyless");
+    let r = run_bounded(
+        &[
+            "sync",
+            &feed,
+            "--dest",
+            dest.to_str().unwrap(),
+            "--no-prime",
+            "--stall-timeout",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.err());
+    assert!(r.err().contains("no reachable peer"), "{}", r.err());
+    assert!(errors("wrong_key") > 1, "no refused announce counted");
+    assert!(!dest.join("current").exists());
+    assert_eq!(o.stop(), Some(0));
+}

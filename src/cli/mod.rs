@@ -188,6 +188,11 @@ pub struct SyncArgs {
     /// Tracker announce URL to use besides the torrent's (repeatable).
     #[arg(long, value_name = "URL")]
     pub tracker: Vec<String>,
+    /// The tracker's shared secret (`origin --key`, `tracker --key`): every announce URL, the
+    /// torrent's own and --tracker, gets key=SECRET. Without it a keyed tracker refuses the
+    /// announces ("missing key") and the sync finds only --peer peers.
+    #[arg(long, value_name = "SECRET")]
+    pub key: Option<String>,
     /// Upload cap, bytes per second (e.g. 40M or 40MB/s).
     #[arg(long, value_name = "RATE")]
     pub max_upload: Option<String>,
@@ -258,7 +263,9 @@ pub struct OriginArgs {
     /// Topology file for the tracker (as `blobpin tracker --topology`).
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
-    /// Shared secret: every announce must carry key=SECRET.
+    /// Shared secret: every announce must carry key=SECRET (a wrong or missing key gets the
+    /// failure reason "invalid key" or "missing key"); give syncs `--key SECRET` too. The
+    /// origin's own seeder announces with it.
     #[arg(long, value_name = "SECRET")]
     pub key: Option<String>,
     /// Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s).

@@ -92,6 +92,8 @@ pub struct Shared {
     /// counters showed (sampled every scan and on every scrape: librqbit forgets a peer it
     /// gives up on).
     pub uploaded_by_peer: Mutex<std::collections::HashMap<(String, String), u64>>,
+    /// `--key`, added to the torrents' announce URLs for the seeder's own session.
+    pub key: Option<String>,
 }
 
 impl Shared {
@@ -361,6 +363,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             topology: o.topology.clone(),
             topology_text: o.topology_text.clone(),
             uploaded_by_peer: Default::default(),
+            key: o.key.clone(),
         });
         let feed_addr = feed_listener.local_addr()?;
         tokio::spawn(http::serve(feed_listener, shared.clone()));
@@ -572,6 +575,13 @@ async fn add_version(
             f.len
         );
     }
+    // librqbit announces the seeder to the torrent's trackers too: with the key, like syncs.
+    let tbytes = match &shared.key {
+        Some(k) if !torrent::announce_urls(&tbytes).is_empty() => {
+            torrent::with_key(&tbytes, &[], k)?
+        }
+        _ => tbytes,
+    };
     let cfg = TorrentConfig {
         peers: Vec::new(),
         trackers: Vec::new(),

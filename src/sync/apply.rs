@@ -69,6 +69,9 @@ pub struct SyncOptions {
     /// `prime_from` was derived from the feed URL, not asked for: failing to prime is only
     /// reported with `verbose`.
     pub prime_default: bool,
+    /// The tracker's shared secret (`origin --key`): every announce URL carries `key=` (see
+    /// [`keyed`]).
+    pub key: Option<String>,
 }
 
 /// What a sync did (printed by the command, as text or JSON).
@@ -232,7 +235,10 @@ pub(crate) fn run_cycle(
         resumed_bytes: 0,
         uploaded_bytes: 0,
         bytes_by_peer: Default::default(),
-        bytes_by_tier: super::tiers::Tiers::none().by_tier(&Default::default()),
+        bytes_by_tier: super::metrics::TIERS
+            .iter()
+            .map(|t| (t.to_string(), 0))
+            .collect(),
         written_back_pieces: 0,
         reconnects: 0,
         lock_pid: None,
@@ -250,6 +256,7 @@ pub(crate) fn run_cycle(
         if let Some(old) = c.seeding.take() {
             old.stop(rt);
         }
+        #[cfg(feature = "tracker")]
         let tiers = super::tiers::Tiers::from_feed(rt, &o.feed, o.swarm.listen, |m| {
             if o.verbose {
                 eprintln!("blobpin: {m}");
@@ -257,7 +264,16 @@ pub(crate) fn run_cycle(
         });
         let (t, s) = download(o, rt, &entry, &p, c)?;
         *c.seeding = s;
-        report.bytes_by_tier = tiers.by_tier(&t.by_peer);
+        #[cfg(feature = "tracker")]
+        {
+            report.bytes_by_tier = tiers.by_tier(&t.by_peer);
+        }
+        #[cfg(not(feature = "tracker"))]
+        {
+            report
+                .bytes_by_tier
+                .insert("unknown".into(), t.by_peer.values().sum());
+        }
         report.fetched_bytes = t.fetched_bytes;
         report.resumed_bytes = t.resumed_bytes;
         report.uploaded_bytes = t.uploaded_bytes;
@@ -600,6 +616,22 @@ fn fetch_torrent(
     Ok((tbytes, info))
 }
 
+/// The torrent and extra trackers to hand librqbit. With `--key`, every announce URL (the
+/// torrent's own and `--tracker`) gets `key=SECRET` and is written into the torrent's
+/// announce list (outside the info dictionary: the info-hash stays), and no extra trackers
+/// are passed: librqbit announces a private torrent to one tracker of its set, picked
+/// arbitrarily, so each one must carry the key.
+fn keyed(o: &SyncOptions, tbytes: Vec<u8>) -> Result<(Vec<u8>, Vec<String>)> {
+    match &o.key {
+        None => Ok((tbytes, o.trackers.clone())),
+        Some(key) => Ok((
+            torrent::with_key(&tbytes, &o.trackers, key)
+                .context("--key is for a tracker, but no --tracker is given")?,
+            Vec::new(),
+        )),
+    }
+}
+
 /// Starts seeding the live version from `versions/<v>` (a watch that found it up to date).
 fn seed_live(
     o: &SyncOptions,
@@ -608,13 +640,14 @@ fn seed_live(
     dir: &Path,
 ) -> Result<Seeding> {
     let (tbytes, _) = fetch_torrent(o, rt, entry)?;
+    let (tbytes, trackers) = keyed(o, tbytes)?;
     let stats = Arc::new(WriteBehindStats::default());
     let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(!o.lock));
     rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, dir).await?;
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
-            trackers: o.trackers.clone(),
+            trackers,
             drop_after_read: drop_reads,
         };
         let h = swarm.add(tbytes, dir, &cfg, stats.clone(), None).await?;
@@ -656,13 +689,14 @@ fn download(
             Err(e) => eprintln!("blobpin: warning: joining without a primer piece: {e:#}"),
         }
     }
+    let (tbytes, trackers) = keyed(o, tbytes)?;
     let stats = Arc::new(WriteBehindStats::default());
     let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (transfer, seeding) = rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, &staging).await?;
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
-            trackers: o.trackers.clone(),
+            trackers,
             drop_after_read: drop_reads.clone(),
         };
         let h = swarm

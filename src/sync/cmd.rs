@@ -14,6 +14,9 @@ use crate::fetch::{parse_rate, FeedLocation};
 /// Runs `blobpin sync`; returns the exit status.
 pub fn run(a: &SyncArgs) -> Result<i32> {
     let feed = FeedLocation::parse(&a.feed_url)?;
+    if a.key.as_deref() == Some("") {
+        anyhow::bail!("--key must not be empty");
+    }
     // An origin serves the blob's files next to the feed entry: prime from there by default.
     let (prime_from, prime_default) = match (&a.prime_from, &feed) {
         (Some(p), _) => (Some(p.clone()), false),
@@ -48,6 +51,7 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         nudge: (a.reconnect_after > 0).then(|| Duration::from_secs(a.reconnect_after)),
         prime_from,
         prime_default,
+        key: a.key.clone(),
         verbose: a.verbose,
         progress: !a.verbose && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };

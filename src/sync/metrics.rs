@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// The tiers of the tracker (`tracker::swarm::Tier` names), listed in every tier series.
+pub const TIERS: [&str; 5] = ["rack", "dc", "remote", "unknown", "origin"];
+
 /// The figures exposed; updated by the sync, read by the server.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
@@ -59,10 +62,7 @@ impl Figures {
                 let _ = writeln!(s, "{name}{labels} {v}");
             }
         };
-        let mut by_tier: BTreeMap<&str, u64> = crate::tracker::swarm::Tier::ALL
-            .iter()
-            .map(|t| (t.name(), 0))
-            .collect();
+        let mut by_tier: BTreeMap<&str, u64> = TIERS.iter().map(|&t| (t, 0)).collect();
         for (t, b) in &self.downloaded_by_tier {
             *by_tier.entry(t.as_str()).or_default() += b;
         }
@@ -219,6 +219,16 @@ fn answer(s: &mut TcpStream, figures: &Shared) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "tracker")]
+    #[test]
+    fn tier_names_are_the_trackers() {
+        let names: Vec<&str> = crate::tracker::swarm::Tier::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        assert_eq!(names, TIERS);
+    }
 
     #[test]
     fn render_lists_peers_version_and_polls() {

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cmd;
 pub mod metrics;
 pub mod plan;
+#[cfg(feature = "tracker")]
 pub mod tiers;
 pub mod watch;
 
