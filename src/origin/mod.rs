@@ -88,10 +88,9 @@ pub struct Shared {
     /// The topology (for the upload figures) and its file's text (served to syncs).
     pub topology: Option<Topology>,
     pub topology_text: Option<String>,
-    /// Bytes uploaded by (info-hash, peer address), the highest value librqbit's per-peer
-    /// counters showed (sampled every scan and on every scrape: librqbit forgets a peer it
-    /// gives up on).
-    pub uploaded_by_peer: Mutex<std::collections::HashMap<(String, String), u64>>,
+    /// Bytes uploaded to peers librqbit lists now, by (info-hash, peer address), and what
+    /// peers it no longer lists had received, by DC (see [`Shared::sample_uploads`]).
+    pub uploads: Mutex<Uploads>,
     /// `--key`, added to the torrents' announce URLs for the seeder's own session.
     pub key: Option<String>,
 }
@@ -154,9 +153,26 @@ impl Shared {
         s
     }
 
-    /// Records what librqbit's per-peer counters show now (see `uploaded_by_peer`).
+    /// The DC label of a peer address: its DC in the topology, else "unknown".
+    fn dc_of(&self, addr: &str) -> String {
+        match (&self.topology, addr.parse::<SocketAddr>()) {
+            (Some(t), Ok(a)) => {
+                let loc = t.locate(a.ip());
+                if loc.is_known() {
+                    return t.dc_name(loc.dc).to_string();
+                }
+                "unknown".to_string()
+            }
+            _ => "unknown".to_string(),
+        }
+    }
+
+    /// Takes in what librqbit's per-peer counters show now (every scan and every scrape).
+    /// librqbit forgets a peer it gives up on, with its counters: a peer no longer listed is
+    /// folded into its DC's total with the last value seen, so the map stays as small as the
+    /// swarm and no byte seen is lost (those of the last second of a peer may be).
     pub fn sample_uploads(&self) {
-        let mut now = Vec::new();
+        let mut now = std::collections::HashMap::new();
         {
             let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
             for v in versions.values() {
@@ -167,17 +183,24 @@ impl Shared {
                 let all = serde_json::from_str(r#"{"state":"all"}"#).expect("valid peer filter");
                 for (addr, p) in live.per_peer_stats_snapshot(all).peers {
                     if p.counters.uploaded_bytes > 0 {
-                        now.push(((v.info_hash.clone(), addr), p.counters.uploaded_bytes));
+                        now.insert((v.info_hash.clone(), addr), p.counters.uploaded_bytes);
                     }
                 }
             }
         }
-        let mut m = self
-            .uploaded_by_peer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<((String, String), u64)> = u
+            .live
+            .iter()
+            .filter(|(k, _)| !now.contains_key(*k))
+            .map(|(k, b)| (k.clone(), *b))
+            .collect();
+        for ((ih, addr), b) in gone {
+            u.live.remove(&(ih, addr.clone()));
+            *u.gone_by_dc.entry(self.dc_of(&addr)).or_default() += b;
+        }
         for (k, b) in now {
-            let e = m.entry(k).or_default();
+            let e = u.live.entry(k).or_default();
             *e = (*e).max(b);
         }
     }
@@ -193,23 +216,12 @@ impl Shared {
             .chain(["unknown".to_string()])
             .map(|d| (d, 0))
             .collect();
-        let m = self
-            .uploaded_by_peer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for ((_, addr), bytes) in m.iter() {
-            let dc = match (&self.topology, addr.parse::<SocketAddr>()) {
-                (Some(t), Ok(a)) => {
-                    let loc = t.locate(a.ip());
-                    if loc.is_known() {
-                        t.dc_name(loc.dc).to_string()
-                    } else {
-                        "unknown".to_string()
-                    }
-                }
-                _ => "unknown".to_string(),
-            };
-            *out.entry(dc).or_default() += bytes;
+        let u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        for (dc, b) in &u.gone_by_dc {
+            *out.entry(dc.clone()).or_default() += b;
+        }
+        for ((_, addr), b) in &u.live {
+            *out.entry(self.dc_of(addr)).or_default() += b;
         }
         out
     }
@@ -223,6 +235,15 @@ impl Shared {
             .map(|h| h.stats().uploaded_bytes)
             .sum()
     }
+}
+
+/// Upload figures by receiving peer (see [`Shared::sample_uploads`]).
+#[derive(Debug, Default)]
+pub struct Uploads {
+    /// By (info-hash, peer address) as librqbit lists them: the highest count seen.
+    pub live: std::collections::HashMap<(String, String), u64>,
+    /// Peers librqbit no longer lists, by DC.
+    pub gone_by_dc: BTreeMap<String, u64>,
 }
 
 /// The default address of a companion listener: the same IP, `port + delta` (0 stays 0).
@@ -362,7 +383,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             http_requests: Default::default(),
             topology: o.topology.clone(),
             topology_text: o.topology_text.clone(),
-            uploaded_by_peer: Default::default(),
+            uploads: Default::default(),
             key: o.key.clone(),
         });
         let feed_addr = feed_listener.local_addr()?;

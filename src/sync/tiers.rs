@@ -10,7 +10,8 @@
 //! this host connected to, or the source address of an incoming connection.
 //!
 //! Emulating hosts on loopback: a librqbit client does not bind its outgoing sockets, so an
-//! incoming connection always comes from 127.0.0.1, wherever its host sits.
+//! incoming connection always comes from 127.0.0.1, wherever its host sits (and counts as
+//! "origin" when the origin is on 127.0.0.1: give it another loopback address).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
