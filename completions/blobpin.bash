@@ -477,7 +477,7 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__origin)
-            opts="-h -V --feed --listen --tracker-listen --seed-listen --topology --key --max-upload --metrics --loopback-racks --interval --scan-ms --help --version"
+            opts="-h -V --feed --listen --tracker-listen --seed-listen --topology --key --max-upload --max-download --metrics --loopback-racks --interval --scan-ms --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +508,10 @@ _blobpin() {
                     return 0
                     ;;
                 --max-upload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -637,7 +641,7 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__sync)
-            opts="-v -h -V --dest --lock --keep --exec --listen --peer --tracker --max-upload --max-download --stall-timeout --reconnect-after --seed-for --prime-from --verbose --json --watch --metrics --help --version"
+            opts="-v -h -V --dest --lock --keep --exec --listen --peer --tracker --key --max-upload --max-download --stall-timeout --reconnect-after --seed-for --prime-from --no-prime --verbose --json --watch --metrics --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -664,6 +668,10 @@ _blobpin() {
                     return 0
                     ;;
                 --tracker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

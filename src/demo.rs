@@ -441,10 +441,12 @@ fn demo(a: &DemoArgs, exe: &Path, size: u64, dir: &Path, started: &StartedRef) -
         }
         match a.shape.as_str() {
             "star" => {
-                cmd.arg("--peer").arg(seeder.to_string());
+                cmd.arg("--no-prime").arg("--peer").arg(seeder.to_string());
             }
             shape => {
-                if shape != "tracker-unprimed" {
+                if shape == "tracker-unprimed" {
+                    cmd.arg("--no-prime");
+                } else {
                     cmd.arg("--prime-from").arg(format!("{feed_url}demo/files"));
                 }
                 if shape.starts_with("tracker") {

@@ -4,6 +4,8 @@
 
 mod common;
 
+#[cfg(all(feature = "fetch", feature = "tracker"))]
+mod deploy;
 mod doctor;
 mod generated;
 mod lock;

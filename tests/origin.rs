@@ -17,25 +17,27 @@ use crate::swarm::*;
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// A running `blobpin origin`; killed (SIGTERM) when dropped.
-struct Origin {
+pub(crate) struct Origin {
     child: Option<Child>,
     lines: mpsc::Receiver<String>,
-    feed: SocketAddr,
-    tracker: SocketAddr,
-    seeder: SocketAddr,
+    pub(crate) feed: SocketAddr,
+    pub(crate) tracker: SocketAddr,
+    pub(crate) seeder: SocketAddr,
 }
 
 impl Origin {
-    fn start(feed_dir: &Path, extra: &[&str]) -> Origin {
+    /// Starts `blobpin origin --listen 127.0.0.1:0 --feed DIR EXTRA...` (without the first
+    /// `--listen` when `extra` has one); returns once it printed its addresses.
+    pub(crate) fn start(feed_dir: &Path, extra: &[&str]) -> Origin {
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(blobpin())
-            .args([
-                "origin",
-                "--listen",
-                "127.0.0.1:0",
-                "--scan-ms",
-                "200",
-                "--feed",
-            ])
+            .arg("origin")
+            .args(listen)
+            .args(["--scan-ms", "200", "--feed"])
             .arg(feed_dir)
             .args(extra)
             .stdin(Stdio::null())
@@ -75,7 +77,7 @@ impl Origin {
     }
 
     /// Waits for the line `seeding NAME VERSION ...`.
-    fn wait_seeding(&self, version: &str) {
+    pub(crate) fn wait_seeding(&self, version: &str) {
         let deadline = Instant::now() + LIMIT;
         while Instant::now() < deadline {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -87,7 +89,7 @@ impl Origin {
         panic!("origin did not start seeding {version}");
     }
 
-    fn stop(mut self) -> Option<i32> {
+    pub(crate) fn stop(mut self) -> Option<i32> {
         let mut c = self.child.take().unwrap();
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
@@ -120,7 +122,7 @@ fn wait_bounded_status(c: &mut Child) -> Option<i32> {
 }
 
 /// A plain HTTP/1.1 GET; returns (status, headers, body).
-fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -136,11 +138,11 @@ fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     (status, head, buf[split + 4..].to_vec())
 }
 
-fn percent(bytes: &[u8]) -> String {
+pub(crate) fn percent(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("%{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -159,7 +161,7 @@ fn announce(tracker: SocketAddr, info_hash: &[u8]) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-fn publish(blob: &Path, feed: &Path, version: &str) -> blobpin::feed::FeedEntry {
+pub(crate) fn publish(blob: &Path, feed: &Path, version: &str) -> blobpin::feed::FeedEntry {
     let r = run_bounded(
         &[
             "publish",
@@ -218,6 +220,7 @@ fn origin_serves_feed_torrents_blob_ranges_and_404s() {
     );
     assert_eq!(st, 416);
     for path in [
+        "/feed/topology",
         "/feed/nope/latest.json",
         "/feed/blob/v9.torrent",
         "/feed/blob/v1.source",
@@ -377,6 +380,15 @@ fn origin_refuses_bad_inputs_clearly() {
                 "fast".into(),
             ],
             "fast".into(),
+        ),
+        (
+            vec![
+                "--feed".into(),
+                s.path("feed").display().to_string(),
+                "--max-download".into(),
+                "1k".into(),
+            ],
+            "--max-download: invalid rate \"1k\"".into(),
         ),
     ];
     for (args, needle) in cases {

@@ -809,8 +809,9 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
         .collect();
     // Each host is started once its parent has joined (as a tracker would only name a parent
     // after its first announce); started earlier, a child's connection is refused and librqbit
-    // backs off for many seconds. Parents keep seeding until their child is done (SIGTERM
-    // ends --seed-for early).
+    // backs off for many seconds. Every host keeps seeding until the test stops it (SIGTERM
+    // ends --seed-for early), a parent only once its child is done: a --seed-for that ran out
+    // first (a busy machine) would leave the child without its only source.
     let mut parent = seeder.addr;
     let mut children: Vec<Streaming> = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
@@ -822,7 +823,7 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
         cmd.args(sync_args(
             &feed,
             dest.to_str().unwrap(),
-            &["--prime-from", &primer, "--seed-for", "15", "-v"],
+            &["--prime-from", &primer, "--seed-for", "3600", "-v"],
         ))
         .args(["--listen", &h.to_string(), "--peer", &parent.to_string()]);
         children.push(Streaming::spawn(cmd));
@@ -830,11 +831,9 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
     }
     let mut runs = Vec::new();
     while let Some(mut c) = children.pop() {
-        // The tail ends by itself; each parent is stopped once its child is done.
-        if !runs.is_empty() {
-            c.wait_line("is live", LIMIT);
-            c.terminate();
-        }
+        // From the tail up: each host is stopped once it is live and its child has finished.
+        c.wait_line("is live", LIMIT);
+        c.terminate();
         runs.push(c.finish(LIMIT));
     }
     runs.reverse();

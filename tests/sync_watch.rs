@@ -170,7 +170,7 @@ fn watch_picks_up_a_new_version_unlocks_and_evicts_the_old_and_stops_on_sigterm(
     assert!(m.contains("blobpin_sync_switches_total 2\n"), "{m}");
     assert!(
         m.contains(&format!(
-            "blobpin_sync_downloaded_bytes_total{{peer=\"{seed2_addr}\"}}"
+            "blobpin_sync_peer_downloaded_bytes_total{{peer=\"{seed2_addr}\"}}"
         )),
         "{m}"
     );

@@ -188,6 +188,11 @@ pub struct SyncArgs {
     /// Tracker announce URL to use besides the torrent's (repeatable).
     #[arg(long, value_name = "URL")]
     pub tracker: Vec<String>,
+    /// The tracker's shared secret (`origin --key`, `tracker --key`): every announce URL, the
+    /// torrent's own and --tracker, gets key=SECRET. Without it a keyed tracker refuses the
+    /// announces ("missing key") and the sync finds only --peer peers.
+    #[arg(long, value_name = "SECRET")]
+    pub key: Option<String>,
     /// Upload cap, bytes per second (e.g. 40M or 40MB/s).
     #[arg(long, value_name = "RATE")]
     pub max_upload: Option<String>,
@@ -208,9 +213,13 @@ pub struct SyncArgs {
     /// Before joining, fetch one piece of the new version from this source (an http:// base URL
     /// serving the blob's files with Range support, or a local directory holding them), so this
     /// host can trade with peers that are still downloading (librqbit 9.1 ignores a peer that
-    /// joins holding nothing).
+    /// joins holding nothing) [default with an http(s) FEED_URL: FEED_URL/files, where the
+    /// origin serves them; a failure there is only reported with -v].
     #[arg(long, value_name = "URL|DIR")]
     pub prime_from: Option<String>,
+    /// Join without a primer piece (no default --prime-from).
+    #[arg(long, conflicts_with = "prime_from")]
+    pub no_prime: bool,
     /// Log each step on stderr (joined the swarm, live).
     #[arg(short, long)]
     pub verbose: bool,
@@ -227,8 +236,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "INTERVAL")]
     pub watch: Option<String>,
     /// With --watch, serve Prometheus metrics on ADDR (GET /metrics): bytes downloaded by peer
-    /// address, uploaded, pieces, the live version, lock state, polls and the last poll's
-    /// result.
+    /// tier (rack, dc, remote, unknown, origin: placed with the topology the origin serves at
+    /// FEED/../topology, the origin being the feed's host) and by peer address, uploaded,
+    /// pieces, the live version, lock state, polls and the last poll's result.
     #[arg(long, value_name = "ADDR", requires = "watch")]
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -253,13 +263,22 @@ pub struct OriginArgs {
     /// Topology file for the tracker (as `blobpin tracker --topology`).
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
-    /// Shared secret: every announce must carry key=SECRET.
+    /// Shared secret: every announce must carry key=SECRET (a wrong or missing key gets the
+    /// failure reason "invalid key" or "missing key"); give syncs `--key SECRET` too. The
+    /// origin's own seeder announces with it.
     #[arg(long, value_name = "SECRET")]
     pub key: Option<String>,
     /// Upload cap of the seeder, bytes per second (e.g. 40M or 40MB/s).
     #[arg(long, value_name = "RATE")]
     pub max_upload: Option<String>,
-    /// Also serve /metrics (Prometheus text) on this address.
+    /// Download cap of the origin's BitTorrent session, bytes per second (e.g. 40M or 40MB/s).
+    /// The origin only seeds (a version whose data fails its check is never downloaded into),
+    /// so this is a bound for safety.
+    #[arg(long, value_name = "RATE")]
+    pub max_download: Option<String>,
+    /// Also serve /metrics (Prometheus text) on this address: versions, bytes uploaded per
+    /// version and by the data centre of the receiving peer, primer bytes, HTTP requests, and
+    /// the tracker's figures (also served on --listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
     /// Emulation on one machine: locate a loopback client by the tracker address it connected

@@ -282,9 +282,131 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentInfo> {
     })
 }
 
+/// The announce URLs of a torrent: `announce-list` flattened, else `announce` (as BEP 12 and
+/// librqbit read them); empty when there are none or the torrent is not valid bencoding.
+pub fn announce_urls(bytes: &[u8]) -> Vec<String> {
+    let Ok(doc) = bencode::decode(bytes) else {
+        return Vec::new();
+    };
+    let Some(top) = doc.value.as_dict() else {
+        return Vec::new();
+    };
+    let text = |v: &Value| {
+        v.as_bytes()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+    };
+    let mut out: Vec<String> = top
+        .get(&b"announce-list"[..])
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_list)
+        .flatten()
+        .filter_map(text)
+        .collect();
+    if out.is_empty() {
+        out.extend(top.get(&b"announce"[..]).and_then(text));
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|u| seen.insert(u.clone()));
+    out
+}
+
+/// The torrent with its announce URLs replaced by `trackers` (`announce` the first,
+/// `announce-list` all of them, one tier each); the info dictionary is copied byte for byte,
+/// so the info-hash stays. Other top-level fields (`created by`, ...) are dropped.
+pub fn with_trackers(bytes: &[u8], trackers: &[String]) -> Result<Vec<u8>> {
+    let doc = bencode::decode(bytes).context("torrent is not valid bencoding")?;
+    let span = doc.info_span.context("torrent has no info dictionary")?;
+    let mut out = b"d".to_vec();
+    if let Some(first) = trackers.first() {
+        Value::str("announce").encode_into(&mut out);
+        Value::str(first).encode_into(&mut out);
+        Value::str("announce-list").encode_into(&mut out);
+        Value::List(
+            trackers
+                .iter()
+                .map(|t| Value::List(vec![Value::str(t)]))
+                .collect(),
+        )
+        .encode_into(&mut out);
+    }
+    Value::str("info").encode_into(&mut out);
+    out.extend_from_slice(&bytes[span]);
+    out.push(b'e');
+    Ok(out)
+}
+
+/// The torrent with `key=KEY` (percent-encoded) added to every announce URL, its own and
+/// `extra` ones (see [`with_trackers`]); an error when there is none. A tracker with a shared
+/// secret accepts an announce if any of its `key=` values is the secret (librqbit sends a
+/// random `key=` of its own, then the URL's query).
+pub fn with_key(bytes: &[u8], extra: &[String], key: &str) -> Result<Vec<u8>> {
+    let mut urls = announce_urls(bytes);
+    for t in extra {
+        if !urls.contains(t) {
+            urls.push(t.clone());
+        }
+    }
+    ensure!(!urls.is_empty(), "the torrent names no tracker");
+    let enc: String = key
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let urls: Vec<String> = urls
+        .into_iter()
+        .map(|u| {
+            let sep = if u.contains('?') { '&' } else { '?' };
+            format!("{u}{sep}key={enc}")
+        })
+        .collect();
+    with_trackers(bytes, &urls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trackers_are_replaced_and_the_info_hash_kept() {
+        let (bytes, ih) = build(&spec(
+            vec![TorrentFile {
+                path: "blob".into(),
+                len: 40000,
+            }],
+            false,
+        ))
+        .unwrap();
+        assert_eq!(announce_urls(&bytes), ["http://t/announce"]);
+        let urls = vec![
+            "http://t/announce?key=s%20x".to_string(),
+            "http://u/announce?key=s%20x".to_string(),
+        ];
+        let re = with_trackers(&bytes, &urls).unwrap();
+        assert_eq!(announce_urls(&re), urls);
+        let info = parse(&re).unwrap();
+        assert_eq!(info.info_hash, ih);
+        assert_eq!(info, parse(&bytes).unwrap());
+        let keyed = with_key(&bytes, &["http://u/a?x=1".into()], "s x/").unwrap();
+        assert_eq!(
+            announce_urls(&keyed),
+            [
+                "http://t/announce?key=s%20x%2F",
+                "http://u/a?x=1&key=s%20x%2F"
+            ]
+        );
+        assert_eq!(parse(&keyed).unwrap().info_hash, ih);
+        let none = with_trackers(&bytes, &[]).unwrap();
+        assert!(with_key(&none, &[], "k").is_err());
+        assert!(announce_urls(&none).is_empty());
+        assert_eq!(parse(&none).unwrap().info_hash, ih);
+    }
 
     fn spec(files: Vec<TorrentFile>, multi: bool) -> TorrentSpec {
         let total: u64 = files.iter().map(|f| f.len).sum();

@@ -6,6 +6,8 @@
 //! - `GET /feed/NAME/files/PATH`: file PATH of NAME's latest version (the blob's own files,
 //!   read from where it was published), with `Range: bytes=A-B` support: the source that
 //!   `blobpin sync --prime-from http://ORIGIN/feed/NAME/files` reads one piece from;
+//! - `GET /feed/topology`: the `--topology` file as given (`404` without one), from which a
+//!   sync places its peers in tiers for its figures;
 //! - `GET /metrics` (Prometheus text: the origin's figures and the tracker's) and
 //!   `GET /healthz`.
 //!
@@ -120,6 +122,17 @@ fn route(target: &str, range: Option<&str>, shared: &Shared) -> Reply {
     }
     if path == "/healthz" {
         return Reply::text(200, "OK", "ok\n");
+    }
+    if path == "/feed/topology" {
+        return match &shared.topology_text {
+            Some(t) => {
+                let mut r = Reply::text(200, "OK", t);
+                r.content_type = "application/toml";
+                r.headers.push(("Cache-Control".into(), "no-cache".into()));
+                r
+            }
+            None => Reply::not_found(),
+        };
     }
     let Some(rest) = path.strip_prefix("/feed/") else {
         return Reply::not_found();

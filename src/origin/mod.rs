@@ -53,8 +53,11 @@ pub struct OriginOptions {
     /// The tracker's announce interval, seconds.
     pub interval: u32,
     pub topology: Option<Topology>,
+    /// The topology file's text, served at `/feed/topology` (see [`http`]).
+    pub topology_text: Option<String>,
     pub key: Option<String>,
     pub max_upload: Option<std::num::NonZeroU32>,
+    pub max_download: Option<std::num::NonZeroU32>,
     pub metrics: Option<SocketAddr>,
     /// Seconds between feed scans.
     pub scan_every: Duration,
@@ -82,6 +85,14 @@ pub struct Shared {
     /// Bytes served to primers over HTTP (`/feed/NAME/files/...`).
     pub primer_bytes: std::sync::atomic::AtomicU64,
     pub http_requests: std::sync::atomic::AtomicU64,
+    /// The topology (for the upload figures) and its file's text (served to syncs).
+    pub topology: Option<Topology>,
+    pub topology_text: Option<String>,
+    /// Bytes uploaded to peers librqbit lists now, by (info-hash, peer address), and what
+    /// peers it no longer lists had received, by DC (see [`Shared::sample_uploads`]).
+    pub uploads: Mutex<Uploads>,
+    /// `--key`, added to the torrents' announce URLs for the seeder's own session.
+    pub key: Option<String>,
 }
 
 impl Shared {
@@ -119,6 +130,17 @@ impl Shared {
         drop(versions);
         let _ = writeln!(
             s,
+            "# HELP blobpin_origin_uploaded_bytes_total Bytes the seeder uploaded, by the data centre of the receiving peer: its address located in --topology (\"unknown\" outside every rack, or without a topology). The address is the source of the peer's connection (sampled every scan from librqbit's per-peer counters).\n# TYPE blobpin_origin_uploaded_bytes_total counter"
+        );
+        for (dc, bytes) in self.uploaded_by_dc() {
+            let _ = writeln!(
+                s,
+                "blobpin_origin_uploaded_bytes_total{{dc=\"{}\"}} {bytes}",
+                dc.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+        let _ = writeln!(
+            s,
             "# HELP blobpin_origin_primer_bytes Bytes served over HTTP from blob files (primers).\n# TYPE blobpin_origin_primer_bytes counter\nblobpin_origin_primer_bytes {}",
             self.primer_bytes.load(Ordering::Relaxed)
         );
@@ -131,6 +153,79 @@ impl Shared {
         s
     }
 
+    /// The DC label of a peer address: its DC in the topology, else "unknown".
+    fn dc_of(&self, addr: &str) -> String {
+        match (&self.topology, addr.parse::<SocketAddr>()) {
+            (Some(t), Ok(a)) => {
+                let loc = t.locate(a.ip());
+                if loc.is_known() {
+                    return t.dc_name(loc.dc).to_string();
+                }
+                "unknown".to_string()
+            }
+            _ => "unknown".to_string(),
+        }
+    }
+
+    /// Takes in what librqbit's per-peer counters show now (every scan and every scrape).
+    /// librqbit forgets a peer it gives up on, with its counters: a peer no longer listed is
+    /// folded into its DC's total with the last value seen, so the map stays as small as the
+    /// swarm and no byte seen is lost (those of the last second of a peer may be).
+    pub fn sample_uploads(&self) {
+        let mut now = std::collections::HashMap::new();
+        {
+            let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            for v in versions.values() {
+                let Some(live) = v.handle.as_ref().and_then(|h| h.live()) else {
+                    continue;
+                };
+                // The filter type is not exported; it deserializes from librqbit's HTTP API form.
+                let all = serde_json::from_str(r#"{"state":"all"}"#).expect("valid peer filter");
+                for (addr, p) in live.per_peer_stats_snapshot(all).peers {
+                    if p.counters.uploaded_bytes > 0 {
+                        now.insert((v.info_hash.clone(), addr), p.counters.uploaded_bytes);
+                    }
+                }
+            }
+        }
+        let mut u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<((String, String), u64)> = u
+            .live
+            .iter()
+            .filter(|(k, _)| !now.contains_key(*k))
+            .map(|(k, b)| (k.clone(), *b))
+            .collect();
+        for ((ih, addr), b) in gone {
+            u.live.remove(&(ih, addr.clone()));
+            *u.gone_by_dc.entry(self.dc_of(&addr)).or_default() += b;
+        }
+        for (k, b) in now {
+            let e = u.live.entry(k).or_default();
+            *e = (*e).max(b);
+        }
+    }
+
+    /// Bytes uploaded by the data centre of the receiving peer; every DC of the topology and
+    /// "unknown" are listed.
+    pub fn uploaded_by_dc(&self) -> BTreeMap<String, u64> {
+        self.sample_uploads();
+        let mut out: BTreeMap<String, u64> = self
+            .topology
+            .iter()
+            .flat_map(|t| t.dcs.iter().cloned())
+            .chain(["unknown".to_string()])
+            .map(|d| (d, 0))
+            .collect();
+        let u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        for (dc, b) in &u.gone_by_dc {
+            *out.entry(dc.clone()).or_default() += b;
+        }
+        for ((_, addr), b) in &u.live {
+            *out.entry(self.dc_of(addr)).or_default() += b;
+        }
+        out
+    }
+
     /// Bytes the seeder uploaded, all versions together.
     pub fn uploaded(&self) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,6 +235,15 @@ impl Shared {
             .map(|h| h.stats().uploaded_bytes)
             .sum()
     }
+}
+
+/// Upload figures by receiving peer (see [`Shared::sample_uploads`]).
+#[derive(Debug, Default)]
+pub struct Uploads {
+    /// By (info-hash, peer address) as librqbit lists them: the highest count seen.
+    pub live: std::collections::HashMap<(String, String), u64>,
+    /// Peers librqbit no longer lists, by DC.
+    pub gone_by_dc: BTreeMap<String, u64>,
 }
 
 /// The default address of a companion listener: the same IP, `port + delta` (0 stays 0).
@@ -163,11 +267,15 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
     );
     std::fs::read_dir(&a.feed)
         .with_context(|| format!("feed directory {} is not readable", a.feed.display()))?;
-    let topology = a
-        .topology
-        .as_deref()
-        .map(|p| Topology::load(p).with_context(|| format!("topology {}", p.display())))
-        .transpose()?;
+    let (topology, topology_text) = match a.topology.as_deref() {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read topology {}", p.display()))?;
+            let t = Topology::parse(&text).with_context(|| format!("topology {}", p.display()))?;
+            (Some(t), Some(text))
+        }
+        None => (None, None),
+    };
     if a.key.as_deref() == Some("") {
         bail!("--key must not be empty");
     }
@@ -183,12 +291,20 @@ pub fn options_from_args(a: &crate::cli::OriginArgs) -> Result<OriginOptions> {
         interval: a.interval,
         seed_listen: a.seed_listen.unwrap_or_else(|| companion(a.listen, 2)),
         topology,
+        topology_text,
         key: a.key.clone(),
         max_upload: a
             .max_upload
             .as_deref()
             .map(crate::fetch::parse_rate)
-            .transpose()?,
+            .transpose()
+            .context("--max-upload")?,
+        max_download: a
+            .max_download
+            .as_deref()
+            .map(crate::fetch::parse_rate)
+            .transpose()
+            .context("--max-download")?,
         metrics: a.metrics,
         scan_every: Duration::from_millis(a.scan_ms.max(50)),
     })
@@ -221,7 +337,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             &SwarmConfig {
                 listen: o.seed_listen,
                 max_upload: o.max_upload,
-                max_download: None,
+                max_download: o.max_download,
             },
             &o.feed,
         )
@@ -266,6 +382,10 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             tracker,
             primer_bytes: Default::default(),
             http_requests: Default::default(),
+            topology: o.topology.clone(),
+            topology_text: o.topology_text.clone(),
+            uploads: Default::default(),
+            key: o.key.clone(),
         });
         let feed_addr = feed_listener.local_addr()?;
         tokio::spawn(http::serve(feed_listener, shared.clone()));
@@ -291,6 +411,7 @@ pub fn serve(o: &OriginOptions) -> Result<()> {
             let every = (5000 / o.scan_every.as_millis().max(1) as u64).max(1);
             announcer.announce(&shared, tick % every == 0).await;
             drop_cache(&shared, tick);
+            shared.sample_uploads();
             tick += 1;
             tokio::select! {
                 _ = term.recv() => break,
@@ -476,6 +597,13 @@ async fn add_version(
             f.len
         );
     }
+    // librqbit announces the seeder to the torrent's trackers too: with the key, like syncs.
+    let tbytes = match &shared.key {
+        Some(k) if !torrent::announce_urls(&tbytes).is_empty() => {
+            torrent::with_key(&tbytes, &[], k)?
+        }
+        _ => tbytes,
+    };
     let cfg = TorrentConfig {
         peers: Vec::new(),
         trackers: Vec::new(),

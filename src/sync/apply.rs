@@ -66,6 +66,12 @@ pub struct SyncOptions {
     /// Where to read one piece from before joining the swarm (see [`prime`]): an http(s) base
     /// URL or a local directory holding the blob's files.
     pub prime_from: Option<String>,
+    /// `prime_from` was derived from the feed URL, not asked for: failing to prime is only
+    /// reported with `verbose`.
+    pub prime_default: bool,
+    /// The tracker's shared secret (`origin --key`): every announce URL carries `key=` (see
+    /// [`keyed`]).
+    pub key: Option<String>,
 }
 
 /// What a sync did (printed by the command, as text or JSON).
@@ -82,6 +88,9 @@ pub struct SyncReport {
     pub resumed_bytes: u64,
     pub uploaded_bytes: u64,
     pub bytes_by_peer: std::collections::BTreeMap<String, u64>,
+    /// `bytes_by_peer` summed by the tracker's tiers (rack, dc, remote, unknown, origin; see
+    /// [`super::tiers`]); every tier is listed.
+    pub bytes_by_tier: std::collections::BTreeMap<String, u64>,
     pub written_back_pieces: u64,
     /// Times the download reconnected to its peers after a pause in progress.
     pub reconnects: u32,
@@ -226,6 +235,10 @@ pub(crate) fn run_cycle(
         resumed_bytes: 0,
         uploaded_bytes: 0,
         bytes_by_peer: Default::default(),
+        bytes_by_tier: super::metrics::TIERS
+            .iter()
+            .map(|t| (t.to_string(), 0))
+            .collect(),
         written_back_pieces: 0,
         reconnects: 0,
         lock_pid: None,
@@ -243,8 +256,24 @@ pub(crate) fn run_cycle(
         if let Some(old) = c.seeding.take() {
             old.stop(rt);
         }
+        #[cfg(feature = "tracker")]
+        let tiers = super::tiers::Tiers::from_feed(rt, &o.feed, o.swarm.listen, |m| {
+            if o.verbose {
+                eprintln!("blobpin: {m}");
+            }
+        });
         let (t, s) = download(o, rt, &entry, &p, c)?;
         *c.seeding = s;
+        #[cfg(feature = "tracker")]
+        {
+            report.bytes_by_tier = tiers.by_tier(&t.by_peer);
+        }
+        #[cfg(not(feature = "tracker"))]
+        {
+            report
+                .bytes_by_tier
+                .insert("unknown".into(), t.by_peer.values().sum());
+        }
         report.fetched_bytes = t.fetched_bytes;
         report.resumed_bytes = t.resumed_bytes;
         report.uploaded_bytes = t.uploaded_bytes;
@@ -587,6 +616,22 @@ fn fetch_torrent(
     Ok((tbytes, info))
 }
 
+/// The torrent and extra trackers to hand librqbit. With `--key`, every announce URL (the
+/// torrent's own and `--tracker`) gets `key=SECRET` and is written into the torrent's
+/// announce list (outside the info dictionary: the info-hash stays), and no extra trackers
+/// are passed: librqbit announces a private torrent to one tracker of its set, picked
+/// arbitrarily, so each one must carry the key.
+fn keyed(o: &SyncOptions, tbytes: Vec<u8>) -> Result<(Vec<u8>, Vec<String>)> {
+    match &o.key {
+        None => Ok((tbytes, o.trackers.clone())),
+        Some(key) => Ok((
+            torrent::with_key(&tbytes, &o.trackers, key)
+                .context("--key is for a tracker, but no --tracker is given")?,
+            Vec::new(),
+        )),
+    }
+}
+
 /// Starts seeding the live version from `versions/<v>` (a watch that found it up to date).
 fn seed_live(
     o: &SyncOptions,
@@ -595,13 +640,14 @@ fn seed_live(
     dir: &Path,
 ) -> Result<Seeding> {
     let (tbytes, _) = fetch_torrent(o, rt, entry)?;
+    let (tbytes, trackers) = keyed(o, tbytes)?;
     let stats = Arc::new(WriteBehindStats::default());
     let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(!o.lock));
     rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, dir).await?;
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
-            trackers: o.trackers.clone(),
+            trackers,
             drop_after_read: drop_reads,
         };
         let h = swarm.add(tbytes, dir, &cfg, stats.clone(), None).await?;
@@ -638,23 +684,28 @@ fn download(
         let n = prime_piece(&o.swarm.listen, info.pieces.len());
         // A few tries: an origin that just picked up a version may serve its feed entry a
         // moment before its files (measured: 404s in the first second after a start).
-        let mut tries = 0;
-        while let Err(e) = prime_from(rt, src, &staging, &info, n) {
-            tries += 1;
-            if tries == PRIMER_TRIES {
-                eprintln!("blobpin: warning: joining without a primer piece: {e:#}");
-                break;
-            }
+        let mut tries = 1;
+        let mut res = prime_from(rt, src, &staging, &info, n);
+        while res.is_err() && tries < PRIMER_TRIES {
             std::thread::sleep(Duration::from_millis(300));
+            tries += 1;
+            res = prime_from(rt, src, &staging, &info, n);
+        }
+        match res {
+            Ok(()) if o.verbose => eprintln!("blobpin: primed with piece {n} from {src}"),
+            Ok(()) => {}
+            Err(_) if o.prime_default && !o.verbose => {}
+            Err(e) => eprintln!("blobpin: warning: joining without a primer piece: {e:#}"),
         }
     }
+    let (tbytes, trackers) = keyed(o, tbytes)?;
     let stats = Arc::new(WriteBehindStats::default());
     let drop_reads = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (transfer, seeding) = rt.block_on(async {
         let swarm = Swarm::start(&o.swarm, &staging).await?;
         let cfg = TorrentConfig {
             peers: o.peers.clone(),
-            trackers: o.trackers.clone(),
+            trackers,
             drop_after_read: drop_reads.clone(),
         };
         let h = swarm

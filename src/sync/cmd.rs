@@ -13,23 +13,45 @@ use crate::fetch::{parse_rate, FeedLocation};
 
 /// Runs `blobpin sync`; returns the exit status.
 pub fn run(a: &SyncArgs) -> Result<i32> {
+    let feed = FeedLocation::parse(&a.feed_url)?;
+    if a.key.as_deref() == Some("") {
+        anyhow::bail!("--key must not be empty");
+    }
+    // An origin serves the blob's files next to the feed entry: prime from there by default.
+    let (prime_from, prime_default) = match (&a.prime_from, &feed) {
+        (Some(p), _) => (Some(p.clone()), false),
+        (None, FeedLocation::Http(base)) if !a.no_prime => (Some(format!("{base}/files")), true),
+        (None, _) => (None, false),
+    };
     let o = SyncOptions {
-        feed: FeedLocation::parse(&a.feed_url)?,
+        feed,
         dest: a.dest.clone(),
         lock: a.lock,
         keep: a.keep as usize,
         exec: a.exec.clone(),
         swarm: SwarmConfig {
             listen: a.listen,
-            max_upload: a.max_upload.as_deref().map(parse_rate).transpose()?,
-            max_download: a.max_download.as_deref().map(parse_rate).transpose()?,
+            max_upload: a
+                .max_upload
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .context("--max-upload")?,
+            max_download: a
+                .max_download
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .context("--max-download")?,
         },
         peers: a.peer.clone(),
         trackers: a.tracker.clone(),
         stall: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
         seed_for: Duration::from_secs(a.seed_for),
         nudge: (a.reconnect_after > 0).then(|| Duration::from_secs(a.reconnect_after)),
-        prime_from: a.prime_from.clone(),
+        prime_from,
+        prime_default,
+        key: a.key.clone(),
         verbose: a.verbose,
         progress: !a.verbose && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };

@@ -1,7 +1,10 @@
 //! `sync --metrics ADDR`: Prometheus text exposition of what a sync (or a watch) has done, on a
 //! tiny HTTP/1.0 server (one std thread; `GET /metrics` only, anything else is a 404).
 //!
-//! Peers are labelled by address (the tier of a peer is not known to a sync).
+//! Bytes received are given twice: by the tracker's tier of the peer
+//! (`blobpin_sync_downloaded_bytes_total{tier=...}`, every tier listed; see [`super::tiers`]
+//! for how a sync places its peers) and by peer address
+//! (`blobpin_sync_peer_downloaded_bytes_total{peer=...}`); both sum to the same total.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,11 +15,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// The tiers of the tracker (`tracker::swarm::Tier` names), listed in every tier series.
+pub const TIERS: [&str; 5] = ["rack", "dc", "remote", "unknown", "origin"];
+
 /// The figures exposed; updated by the sync, read by the server.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
     /// Bytes received, by peer address, over every download of this process.
     pub downloaded_by_peer: BTreeMap<String, u64>,
+    /// The same bytes by tier (rack, dc, remote, unknown, origin).
+    pub downloaded_by_tier: BTreeMap<String, u64>,
     /// Bytes uploaded: finished seeding sessions plus the live one.
     pub uploaded_done: u64,
     pub uploaded_live: u64,
@@ -54,15 +62,29 @@ impl Figures {
                 let _ = writeln!(s, "{name}{labels} {v}");
             }
         };
+        let mut by_tier: BTreeMap<&str, u64> = TIERS.iter().map(|&t| (t, 0)).collect();
+        for (t, b) in &self.downloaded_by_tier {
+            *by_tier.entry(t.as_str()).or_default() += b;
+        }
+        let by_tier: Vec<(String, u64)> = by_tier
+            .iter()
+            .map(|(t, b)| (format!("{{tier=\"{}\"}}", esc(t)), *b))
+            .collect();
+        metric(
+            "blobpin_sync_downloaded_bytes_total",
+            "counter",
+            "Bytes received from peers, by the tracker's tier of the peer seen from this host: rack, dc, remote, unknown (no topology from the origin, or either side in no rack), origin (the feed's host).",
+            &by_tier,
+        );
         let by_peer: Vec<(String, u64)> = self
             .downloaded_by_peer
             .iter()
             .map(|(p, b)| (format!("{{peer=\"{}\"}}", esc(p)), *b))
             .collect();
         metric(
-            "blobpin_sync_downloaded_bytes_total",
+            "blobpin_sync_peer_downloaded_bytes_total",
             "counter",
-            "Bytes received from each peer (by address).",
+            "Bytes received from each peer, by address (the address connected to, or the source of an incoming connection).",
             &by_peer,
         );
         metric(
@@ -198,15 +220,30 @@ fn answer(s: &mut TcpStream, figures: &Shared) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tracker")]
+    #[test]
+    fn tier_names_are_the_trackers() {
+        let names: Vec<&str> = crate::tracker::swarm::Tier::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        assert_eq!(names, TIERS);
+    }
+
     #[test]
     fn render_lists_peers_version_and_polls() {
         let mut f = Figures::default();
         f.downloaded_by_peer.insert("127.0.0.2:6881".into(), 100);
+        f.downloaded_by_tier.insert("rack".into(), 100);
         f.current = Some("v\"2".into());
         f.polls_ok = 3;
         f.last_poll_ok = Some(false);
         let t = f.render();
-        assert!(t.contains("blobpin_sync_downloaded_bytes_total{peer=\"127.0.0.2:6881\"} 100\n"));
+        assert!(
+            t.contains("blobpin_sync_peer_downloaded_bytes_total{peer=\"127.0.0.2:6881\"} 100\n")
+        );
+        assert!(t.contains("blobpin_sync_downloaded_bytes_total{tier=\"rack\"} 100\n"));
+        assert!(t.contains("blobpin_sync_downloaded_bytes_total{tier=\"origin\"} 0\n"));
         assert!(t.contains("blobpin_sync_current_version{version=\"v\\\"2\"} 1\n"));
         assert!(t.contains("blobpin_sync_polls_total{result=\"ok\"} 3\n"));
         assert!(t.contains("blobpin_sync_last_poll_success 0\n"));

@@ -138,6 +138,9 @@ pub fn watch(
                         for (p, b) in &report.bytes_by_peer {
                             *f.downloaded_by_peer.entry(p.clone()).or_default() += b;
                         }
+                        for (t, b) in &report.bytes_by_tier {
+                            *f.downloaded_by_tier.entry(t.clone()).or_default() += b;
+                        }
                         f.pieces += report.written_back_pieces;
                         if report.action == "switched" {
                             f.switches += 1;
