@@ -271,18 +271,18 @@ fn overlay_over_http_from_distinct_loopback_racks() {
     let a = ann(ip(9, 1), 1, 7000, 0);
     assert!(compact_peers(&a).is_empty());
     assert_eq!(a.get("complete").unwrap().int(), 1);
-    // First host of each DC: fed by the origin, and nothing else: a backup is never remote
-    // or an origin (it would be a second WAN or origin source).
+    // First host of each DC: fed by the origin. The second DC's gateway gets the first one
+    // as its backup (a gateway may have one outside its DC), remote before origin.
     assert_eq!(
         compact_peers(&ann(ip(1, 1), 11, 6001, 100)),
         [sa(9, 1, 7000)]
     );
     assert_eq!(
         compact_peers(&ann(ip(3, 1), 31, 6003, 100)),
-        [sa(9, 1, 7000)]
+        [sa(1, 1, 6001), sa(9, 1, 7000)]
     );
     // Second host of rack ams-r1: parent 127.0.1.1 (same rack) only: nothing else in its
-    // DC is ahead of it.
+    // DC is ahead of it, and a host that is not a gateway never has the origin as backup.
     assert_eq!(
         compact_peers(&ann(ip(1, 2), 12, 6001, 100)),
         [sa(1, 1, 6001)]

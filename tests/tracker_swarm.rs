@@ -878,7 +878,7 @@ fn a_full_rack_takes_a_spare_parent_in_the_dc_before_overloading_one() {
 }
 
 #[test]
-fn backups_are_never_an_origin_or_in_another_dc() {
+fn only_gateways_have_backups_outside_their_dc() {
     let mut sim = Sim::new(Some(topology(2, 2, "fanout = 2")));
     sim.ann(IpAddr::V4(ORIGIN), 0);
     let mut all = Vec::new();
@@ -898,15 +898,27 @@ fn backups_are_never_an_origin_or_in_another_dc() {
     let sw = sim.swarm();
     let mut with_backup = 0;
     for p in sw.peers().iter().filter(|p| !p.origin) {
+        let par = p.parent.and_then(|b| sw.peer(&b)).expect("placed");
+        let gateway = par.origin || par.loc.dc != p.loc.dc;
         if let Some(b) = p.backup.and_then(|b| sw.peer(&b)) {
             with_backup += 1;
-            assert!(!b.origin, "{} has the origin as backup", p.addr);
-            assert_eq!(
-                b.loc.dc, p.loc.dc,
-                "{} has a remote backup {}",
-                p.addr, b.addr
-            );
+            if !gateway {
+                assert!(!b.origin, "{} has the origin as backup", p.addr);
+                assert_eq!(
+                    b.loc.dc, p.loc.dc,
+                    "{} has a remote backup {}",
+                    p.addr, b.addr
+                );
+            }
         }
     }
     assert!(with_backup >= 8, "only {with_backup} backups");
+    // The second DC's gateway is backed by the first DC (it survives the origin's death).
+    let gw = sw
+        .peers()
+        .iter()
+        .find(|p| p.loc.dc == 1 && p.parent.and_then(|b| sw.peer(&b)).is_some_and(|b| b.origin))
+        .expect("a gateway in dc1");
+    let b = sw.peer(&gw.backup.expect("gateway backup")).unwrap();
+    assert!(!b.origin && b.loc.dc == 0, "backup {}", b.addr);
 }

@@ -733,10 +733,21 @@ fn download(
         });
         let mut acc = Transfer::default();
         let mut stop = c.stop.clone();
+        let started = Instant::now();
+        let (mut last_log, mut last_done) = (started, u64::MAX);
         let res = tokio::select! {
-            r = session::wait_complete(&swarm.session, &h, o.stall, o.nudge, &mut acc, |done, _| {
+            r = session::wait_complete(&swarm.session, &h, o.stall, o.nudge, &mut acc, |done, total| {
                 if let Some(b) = &bar {
                     b.set_position(done);
+                }
+                // -v: one line per second (when it moved), for logs without a terminal.
+                if o.verbose && (done == total || last_log.elapsed() >= Duration::from_secs(1)) && done != last_done {
+                    eprintln!(
+                        "blobpin: {:.1} s: {done} of {total} bytes verified",
+                        started.elapsed().as_secs_f64()
+                    );
+                    last_log = Instant::now();
+                    last_done = done;
                 }
             }) => r,
             _ = async {

@@ -59,13 +59,17 @@
 //! (a grandparent high in a tree, a complete host) would draw every grandchild's requests
 //! while one about level with the host adds little load. In a chain that is the
 //! grandparent. Answers list parent and backup, so the client is connected to both and a
-//! dead parent costs seconds. Never an origin or a remote
-//! peer: librqbit downloads from every peer it is connected to, in file order, and takes a
-//! piece from whichever is faster, so a backup is in fact a second source. Measured in the
-//! emulated 2-DC benchmark (32 MiB, 16 hosts) when backups could be the origin or remote:
-//! second hosts of a rack took 28-30 MiB of 32 from their origin backup, the origin sent
-//! 3.9 copies and 2.0 copies crossed the WAN into the second DC, where the overlay means
-//! one.
+//! dead parent costs seconds.
+//!
+//! Only a *gateway* (a host fed by an origin or from another DC) may have a backup outside
+//! its DC: a remote peer ahead of it, else an origin. Its DC takes the blob over the WAN
+//! through it anyway, so a second source there costs no extra WAN copy, and it keeps the DC
+//! fed if the origin dies. Any other host's backup is in its DC: librqbit downloads from
+//! every peer it is connected to, in file order, and takes a piece from whichever is
+//! faster, so a backup is in fact a second source. Measured in the emulated 2-DC benchmark
+//! (32 MiB, 16 hosts) when any host's backup could be the origin or remote: second hosts of
+//! a rack took 28-30 MiB of 32 from their origin backup, the origin sent 3.9 copies and 2.0
+//! copies crossed the WAN into the second DC, where the overlay means one.
 //!
 //! # Repair
 //! A peer that sends `stopped`, or is silent for two intervals (checked lazily when a
@@ -593,6 +597,11 @@ impl Swarm {
         let xp = &self.peers[x];
         let xl = xp.loc;
         let parent = xp.parent;
+        // A gateway (fed by an origin or from another DC) may have a backup outside its DC
+        // (see the module docs).
+        let gateway = parent
+            .and_then(|p| self.index.get(&p))
+            .is_some_and(|&pi| self.peers[pi].origin || self.peers[pi].loc.dc != xl.dc);
         let mut best: Option<(usize, BackupKey)> = None;
         for (i, p) in self.peers.iter().enumerate() {
             if i == x
@@ -603,8 +612,13 @@ impl Swarm {
             {
                 continue;
             }
-            let rank = if p.origin || !xl.is_known() || p.loc.dc != xl.dc {
+            let outside = p.origin || !xl.is_known() || p.loc.dc != xl.dc;
+            let rank = if outside && !gateway {
                 continue;
+            } else if p.origin {
+                3
+            } else if outside {
+                2
             } else if p.loc == xl {
                 0
             } else {
