@@ -21,3 +21,5 @@ mod sync;
 mod sync_watch;
 mod tracker;
 mod vmtouch_compat;
+#[cfg(feature = "fetch")]
+mod waker;

@@ -206,6 +206,10 @@ pub struct SyncArgs {
     /// librqbit 9.1 hosts that wait forever for pieces a peer never announced to them.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub reconnect_after: u64,
+    /// Milliseconds between rounds of the waker, which keeps librqbit's requesters from idling
+    /// up to 5 s after catching up with a parent (src/fetch/waker.rs); 0 turns it off.
+    #[arg(long, value_name = "MS", default_value_t = 100, hide = true)]
+    pub wake_ms: u64,
     /// Keep seeding this many seconds after the switch (SIGTERM or SIGINT ends it early, with
     /// exit status 0).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]

@@ -5,6 +5,7 @@
 pub mod seed;
 pub mod session;
 pub mod storage;
+pub mod waker;
 
 use std::path::Path;
 use std::time::Duration;

@@ -59,6 +59,8 @@ pub struct SyncOptions {
     /// Reconnect to all peers after this long without progress (see
     /// [`session::wait_complete`]).
     pub nudge: Option<Duration>,
+    /// Period of the waker (see `fetch::waker`), or none.
+    pub wake: Option<Duration>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
     /// Log each step on stderr (`blobpin: ...` lines).
@@ -731,6 +733,16 @@ fn download(
             );
             bar
         });
+        let waker = o.wake.map(|period| {
+            let h = h.clone();
+            tokio::spawn(crate::fetch::waker::run(
+                swarm.listen,
+                info.info_hash,
+                info.pieces.len(),
+                period,
+                move || h.stats().finished,
+            ))
+        });
         let mut acc = Transfer::default();
         let mut stop = c.stop.clone();
         let started = Instant::now();
@@ -757,6 +769,9 @@ fn download(
                 }
             } => Err(anyhow::anyhow!("stopped by a signal during the download (the next start resumes it)")),
         };
+        if let Some(w) = waker {
+            w.abort();
+        }
         if let Some(b) = bar {
             b.finish_and_clear();
         }

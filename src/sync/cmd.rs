@@ -49,6 +49,7 @@ pub fn run(a: &SyncArgs) -> Result<i32> {
         stall: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
         seed_for: Duration::from_secs(a.seed_for),
         nudge: (a.reconnect_after > 0).then(|| Duration::from_secs(a.reconnect_after)),
+        wake: (a.wake_ms > 0).then(|| Duration::from_millis(a.wake_ms)),
         prime_from,
         prime_default,
         key: a.key.clone(),

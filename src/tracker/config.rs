@@ -9,7 +9,7 @@
 //! enabled = true          # false: answers are only ordered by tier, no parent/child shaping
 //! gateways_per_dc = 1     # hosts per DC fed from outside the DC (each pulls the blob over the WAN)
 //! heads_per_rack = 1      # hosts per rack fed from another rack of the same DC
-//! fanout = 2              # children a host feeds (inside its rack, or rack heads for gateways)
+//! fanout = 1              # children a host feeds: 1 makes chains (see `swarm`), larger values trees
 //! origin_slots = 8        # children one origin feeds, shared fairly across DCs
 //!
 //! [[dc]]
@@ -76,7 +76,7 @@ impl Default for OverlayParams {
             enabled: true,
             gateways_per_dc: 1,
             heads_per_rack: 1,
-            fanout: 2,
+            fanout: 1,
             origin_slots: 8,
         }
     }

@@ -48,8 +48,12 @@
 //!
 //! Among candidates the best is: complete before downloading, then least `left` (most
 //! ahead), then smallest depth in the tree (shallow trees), then earliest joiner. Late joiners
-//! therefore attach to complete hosts with spare upload first. With `fanout = 1` racks form
-//! chains, larger values give trees of that degree.
+//! therefore attach to complete hosts with spare upload first. With `fanout = 1` (the
+//! default) racks form chains, larger values give trees of that degree. Chains won in the
+//! emulated benchmark (32 MiB, 16 hosts, 50 Mbit NICs, syncs with the waker of
+//! `fetch::waker`): one rack of 16, 12.2-12.8 s with chains against 14.7-16.5 s with
+//! `fanout = 2`; 2 DCs, 16.3-24.2 s against 26.7-28.8 s. In a tree every level splits a
+//! parent's upload, and an in-order picker cannot make up for it with other sources.
 //!
 //! # Backup parent
 //! A downloading host also gets a backup when one exists: a peer ahead of it and not in its

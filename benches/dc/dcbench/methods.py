@@ -314,7 +314,7 @@ class Blobpin(Method):
         os.link(run.blobs[version].path, src)
         b = run.topo.build
         argv = self._fmt(BLOBPIN_PUBLISH, blob=src, feed=self._feed(run), ip=b.ip,
-                         tracker_port=BLOBPIN_PORT + 1)
+                         tracker_port=BLOBPIN_PORT + 1) + os.environ.get("BPDC_PUBLISH_ARGS", "").split()
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {r.stderr.strip()}")
@@ -335,7 +335,8 @@ class Blobpin(Method):
         h = run.topo.host(host)
         p = run.start(f"blobpin-sync-{host}", h.ns,
                       self._fmt(BLOBPIN_SYNC, origin=run.topo.build.ip, port=BLOBPIN_PORT,
-                                dest=run.host_dir(host), ip=h.ip, peer_port=BLOBPIN_PEER_PORT),
+                                dest=run.host_dir(host), ip=h.ip, peer_port=BLOBPIN_PEER_PORT)
+                      + os.environ.get("BPDC_SYNC_ARGS", "").split(),
                       fetch=(host, version), log=f"blobpin-sync-{host}")
         run.fetch[key] = p
         return p
