@@ -641,7 +641,7 @@ _blobpin() {
             return 0
             ;;
         blobpin__subcmd__sync)
-            opts="-v -h -V --dest --lock --keep --exec --listen --peer --tracker --key --max-upload --max-download --stall-timeout --reconnect-after --seed-for --prime-from --no-prime --verbose --json --watch --metrics --help --version"
+            opts="-v -h -V --dest --lock --keep --exec --listen --peer --tracker --key --max-upload --max-download --stall-timeout --reconnect-after --wake-ms --seed-for --prime-from --no-prime --verbose --json --watch --metrics --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -688,6 +688,10 @@ _blobpin() {
                     return 0
                     ;;
                 --reconnect-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wake-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
