@@ -35,6 +35,7 @@ fn topology(overlay: bool) -> Topology {
 fn swarm_with(topology: Option<Topology>, peers: u32) -> Swarms {
     let mut s = Swarms::new(SwarmSettings {
         expiry_ms: 60_000,
+        suspect_ms: 7_500,
         max_swarms: 10,
         max_peers_per_swarm: 100_000,
         default_numwant: 50,

@@ -31,6 +31,7 @@ fn topology(dcs: usize, racks: usize, overlay: &str) -> Topology {
 fn settings(t: Option<Topology>) -> SwarmSettings {
     SwarmSettings {
         expiry_ms: EXPIRY,
+        suspect_ms: 7_500,
         max_swarms: 100,
         max_peers_per_swarm: 10_000,
         default_numwant: 50,
@@ -921,4 +922,36 @@ fn only_gateways_have_backups_outside_their_dc() {
         .expect("a gateway in dc1");
     let b = sw.peer(&gw.backup.expect("gateway backup")).unwrap();
     assert!(!b.origin && b.loc.dc == 0, "backup {}", b.addr);
+}
+
+#[test]
+fn a_restarting_child_gets_its_silent_parent_replaced_before_the_expiry() {
+    let mut sim = Sim::new(Some(topology(1, 1, "fanout = 1")));
+    let o = IpAddr::V4(ORIGIN);
+    sim.ann(o, 0);
+    let hosts: Vec<IpAddr> = (0..3).map(|n| host(1, 0, 0, n)).collect();
+    for h in &hosts {
+        sim.ann(*h, 1000);
+    }
+    assert_eq!(sim.parent_of(hosts[2]).unwrap().addr.ip(), hosts[1]);
+    // hosts[1] is killed (no `stopped`). 5 s later a restart of its child keeps it: it may
+    // just be between announces.
+    sim.now += 5_000;
+    sim.ann(o, 0);
+    sim.ann(hosts[0], 900);
+    sim.try_ann(hosts[2], 1000, Event::Started, None).unwrap();
+    assert_eq!(sim.parent_of(hosts[2]).unwrap().addr.ip(), hosts[1]);
+    // 8 s after its last announce, well within the expiry: a plain announce keeps it, a
+    // restart (the stalled child reconnecting) has it removed and the child re-parented.
+    sim.now += 3_000;
+    assert!(8_000 < EXPIRY);
+    sim.ann(o, 0);
+    sim.ann(hosts[0], 800);
+    sim.ann(hosts[2], 1000);
+    assert_eq!(sim.parent_of(hosts[2]).unwrap().addr.ip(), hosts[1]);
+    let ans = sim.try_ann(hosts[2], 1000, Event::Started, None).unwrap();
+    assert!(sim.swarm().peer(&pid(hosts[1])).is_none());
+    assert_eq!(sim.parent_of(hosts[2]).unwrap().addr.ip(), hosts[0]);
+    assert!(ans.iter().all(|e| e.0.addr.ip() != hosts[1]), "{ans:?}");
+    check(sim.swarm(), false);
 }

@@ -77,7 +77,13 @@
 //!
 //! # Repair
 //! A peer that sends `stopped`, or is silent for two intervals (checked lazily when a
-//! child announces, and by [`Swarms::expire`]), is removed; each of its children is moved to
+//! child announces, and by [`Swarms::expire`]), or is silent for 1.5 minimum intervals when
+//! one of its children announces `started` again, is removed. The last rule is for killed
+//! hosts: a blobpin sync whose download stalls reconnects (librqbit re-announces with
+//! `started`), and librqbit announces every minimum interval, so a parent that missed 1.5 of
+//! them while its child starves is gone; measured in the 2-DC benchmark with 4 of 16 hosts
+//! killed (a DC's gateway among them), the DC behind it waited the whole 30 s expiry.
+//! A removed peer's children are each moved to
 //! its backup at once (unless that would make a cycle) and gets a new backup at its next
 //! announce. A parent pushed above `fanout` by such a move sheds each child that announces
 //! while it is over, when a spare parent exists elsewhere. A peer that completes drops its
@@ -169,6 +175,9 @@ impl Tier {
 pub struct SwarmSettings {
     /// A peer silent for longer than this is gone (two intervals).
     pub expiry_ms: u64,
+    /// A parent silent for longer than this is presumed dead when a child of it announces
+    /// `started` again (1.5 minimum intervals; see Repair in the module docs).
+    pub suspect_ms: u64,
     pub max_swarms: usize,
     pub max_peers_per_swarm: usize,
     pub default_numwant: usize,
@@ -181,6 +190,8 @@ impl SwarmSettings {
     pub fn from_config(c: &TrackerConfig) -> SwarmSettings {
         SwarmSettings {
             expiry_ms: 2 * u64::from(c.interval) * 1000,
+            suspect_ms: (u64::from(c.min_interval.max(1)) * 1500)
+                .min(2 * u64::from(c.interval) * 1000),
             max_swarms: c.max_swarms,
             max_peers_per_swarm: c.max_peers_per_swarm,
             default_numwant: c.default_numwant,
@@ -641,6 +652,29 @@ impl Swarm {
         self.peers[x].backup = best.map(|(i, _)| self.peers[i].id);
     }
 
+    /// Peer `id` announced `started` again while known (a client that restarted its
+    /// connections, as a sync does when its download stalls): its parent and backup that have
+    /// been silent for longer than `suspect` are presumed dead and removed (their other
+    /// children are repaired too).
+    fn suspect_links(&mut self, id: &PeerId, now: u64, suspect: u64, expiry: u64) {
+        let Some(&x) = self.index.get(id) else { return };
+        for link in [self.peers[x].parent, self.peers[x].backup]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(&li) = self.index.get(&link) {
+                if now.saturating_sub(self.peers[li].last_seen) > suspect {
+                    tracing::debug!(
+                        peer = %self.peers[li].addr,
+                        silent_ms = now.saturating_sub(self.peers[li].last_seen),
+                        "overlay: a child restarted; its silent link is presumed dead"
+                    );
+                    self.remove(&link, now, expiry);
+                }
+            }
+        }
+    }
+
     /// Keeps peer `id`'s parent and backup valid, choosing new ones where needed.
     fn maintain(&mut self, id: &PeerId, o: &OverlayParams, now: u64, expiry: u64) {
         let Some(&x) = self.index.get(id) else { return };
@@ -816,6 +850,7 @@ impl Swarms {
         out.clear();
         let s = &self.settings;
         let expiry = s.expiry_ms;
+        let suspect = s.suspect_ms;
         let numwant = req
             .numwant
             .map_or(s.default_numwant, |n| n.min(s.max_numwant as u64) as usize)
@@ -853,8 +888,10 @@ impl Swarms {
                 sw.remove(&req.peer_id, now, expiry);
             }
         }
+        let mut restarted = false;
         match sw.index.get(&req.peer_id).copied() {
             Some(i) => {
+                restarted = req.event == Event::Started;
                 let p = &mut sw.peers[i];
                 p.addr = addr;
                 p.last_seen = now;
@@ -902,6 +939,9 @@ impl Swarms {
         }
         match overlay {
             Some(o) => {
+                if restarted {
+                    sw.suspect_links(&req.peer_id, now, suspect, expiry);
+                }
                 sw.maintain(&req.peer_id, &o, now, expiry);
                 let x = sw.index[&req.peer_id];
                 let p = &sw.peers[x];
