@@ -52,6 +52,16 @@ impl TorrentInfo {
         self.files.iter().map(|f| f.len).sum()
     }
 
+    /// Where each file lives when the torrent's data is in `dir` (librqbit's output folder:
+    /// the blob's directory, or the directory holding a single-file blob), in torrent order.
+    pub fn file_paths(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        if self.multi_file {
+            self.files.iter().map(|f| dir.join(&f.path)).collect()
+        } else {
+            vec![dir.join(&self.name)]
+        }
+    }
+
     /// Lower-case hex of the info-hash.
     pub fn info_hash_hex(&self) -> String {
         hex(&self.info_hash)

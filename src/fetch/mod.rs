@@ -84,20 +84,9 @@ pub fn read_range(
     if base.starts_with("http://") || base.starts_with("https://") {
         let url = format!("{}/{path}", base.trim_end_matches('/'));
         return rt.block_on(async {
-            let client = client()?;
-            let resp = client
-                .get(&url)
-                .header(
-                    "Range",
-                    format!("bytes={}-{}", offset, offset + len as u64 - 1),
-                )
-                .send()
-                .await
-                .with_context(|| format!("cannot fetch {url}"))?;
+            let range = format!("bytes={}-{}", offset, offset + len as u64 - 1);
+            let resp = send(client()?.get(&url).header("Range", range), &url).await?;
             let status = resp.status();
-            if !status.is_success() {
-                bail!("fetching {url}: HTTP {status}");
-            }
             let body = resp
                 .bytes()
                 .await
@@ -129,12 +118,9 @@ fn client() -> Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
-/// HTTP GET of a small document: a non-2xx status, a timeout (30 s) or a body over `limit`
-/// bytes is an error naming the URL.
-pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {
-    let client = client()?;
-    let mut resp = client
-        .get(url)
+/// Sends a request; a failure or a non-2xx status is an error naming `url`.
+async fn send(req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+    let resp = req
         .send()
         .await
         .with_context(|| format!("cannot fetch {url}"))?;
@@ -142,6 +128,13 @@ pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {
     if !status.is_success() {
         bail!("fetching {url}: HTTP {status}");
     }
+    Ok(resp)
+}
+
+/// HTTP GET of a small document: a non-2xx status, a timeout (30 s) or a body over `limit`
+/// bytes is an error naming the URL.
+pub async fn get(url: &str, limit: usize) -> Result<Vec<u8>> {
+    let mut resp = send(client()?.get(url), url).await?;
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()

@@ -94,17 +94,7 @@ pub fn seed(o: &SeedOptions) -> Result<()> {
         // The initial hash check read everything through librqbit's descriptors (with
         // readahead, which per-read DONTNEED cannot undo): drop it all now, and again every few
         // seconds while serving.
-        let paths: Vec<PathBuf> = info
-            .files
-            .iter()
-            .map(|f| {
-                if info.multi_file {
-                    dir.join(&f.path)
-                } else {
-                    dir.join(&info.name)
-                }
-            })
-            .collect();
+        let paths = info.file_paths(&dir);
         let drop_all = || {
             for p in &paths {
                 if let Ok(file) = std::fs::File::open(p) {

@@ -575,17 +575,7 @@ async fn add_version(
     shared.tracker.allow(info.info_hash);
     let entry_dir = tpath.parent().context("torrent path has no directory")?;
     let (data, dir) = locate_data(entry_dir, version, &info)?;
-    let paths: Vec<PathBuf> = info
-        .files
-        .iter()
-        .map(|f| {
-            if info.multi_file {
-                dir.join(&f.path)
-            } else {
-                data.clone()
-            }
-        })
-        .collect();
+    let paths = info.file_paths(&dir);
     for (p, f) in paths.iter().zip(&info.files) {
         let len = std::fs::metadata(p)
             .with_context(|| format!("data {}", p.display()))?

@@ -652,23 +652,19 @@ impl Swarm {
         self.peers[x].backup = best.map(|(i, _)| self.peers[i].id);
     }
 
-    /// Peer `id` announced `started` again while known (a client that restarted its
-    /// connections, as a sync does when its download stalls): its parent and backup that have
-    /// been silent for longer than `suspect` are presumed dead and removed (their other
-    /// children are repaired too).
-    fn suspect_links(&mut self, id: &PeerId, now: u64, suspect: u64, expiry: u64) {
-        let Some(&x) = self.index.get(id) else { return };
+    /// Removes peer `x`'s parent and backup when they have been silent for longer than
+    /// `silent` (this also repairs their other children). [`Swarm::maintain`] uses the expiry;
+    /// a child that announces `started` again (a stalled sync reconnecting) uses the shorter
+    /// suspicion time (see Repair in the module docs).
+    fn drop_silent_links(&mut self, x: usize, silent: u64, now: u64, expiry: u64) {
         for link in [self.peers[x].parent, self.peers[x].backup]
             .into_iter()
             .flatten()
         {
             if let Some(&li) = self.index.get(&link) {
-                if now.saturating_sub(self.peers[li].last_seen) > suspect {
-                    tracing::debug!(
-                        peer = %self.peers[li].addr,
-                        silent_ms = now.saturating_sub(self.peers[li].last_seen),
-                        "overlay: a child restarted; its silent link is presumed dead"
-                    );
+                let quiet = now.saturating_sub(self.peers[li].last_seen);
+                if quiet > silent {
+                    tracing::debug!(peer = %self.peers[li].addr, silent_ms = quiet, "overlay: silent link removed");
                     self.remove(&link, now, expiry);
                 }
             }
@@ -683,17 +679,8 @@ impl Swarm {
             self.peers[x].backup = None;
             return;
         }
-        // Drop a parent or backup that stopped announcing (this also repairs its other children).
-        for link in [self.peers[x].parent, self.peers[x].backup]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(&li) = self.index.get(&link) {
-                if !self.alive(li, now, expiry) {
-                    self.remove(&link, now, expiry);
-                }
-            }
-        }
+        // Drop a parent or backup that stopped announcing.
+        self.drop_silent_links(x, expiry, now, expiry);
         let x = self.index[id];
         if let Some(b) = self.peers[x].backup {
             if !self.index.contains_key(&b) || Some(b) == self.peers[x].parent {
@@ -940,7 +927,7 @@ impl Swarms {
         match overlay {
             Some(o) => {
                 if restarted {
-                    sw.suspect_links(&req.peer_id, now, suspect, expiry);
+                    sw.drop_silent_links(x, suspect, now, expiry);
                 }
                 sw.maintain(&req.peer_id, &o, now, expiry);
                 let x = sw.index[&req.peer_id];
