@@ -294,22 +294,16 @@ fn a_keyed_origin_serves_syncs_given_the_key_and_refuses_announces_without_it() 
     let data = write_blob(&s.path("build/blob.bin"), 2 * MIB, 93);
     // The torrent names the origin's tracker (without the key: the feed is not secret).
     let tracker = free_addr("127.0.0.1");
-    let r = run_bounded(
+    let entry = publish_with(
+        &s.path("build/blob.bin"),
+        &s.path("feed"),
         &[
-            "publish",
-            s.path("build/blob.bin").to_str().unwrap(),
-            "--feed",
-            s.path("feed").to_str().unwrap(),
-            "--json",
             "--version-name",
             "v1",
             "--tracker",
             &format!("http://{tracker}/announce"),
         ],
-        LIMIT,
     );
-    assert_eq!(r.code, Some(0), "{}", r.err());
-    let entry = blobpin::feed::FeedEntry::parse(&r.stdout).unwrap();
     let ih = crate::origin::unhex(&entry.torrent.info_hash);
     let o = Origin::start(
         &s.path("feed"),

@@ -162,20 +162,7 @@ fn announce(tracker: SocketAddr, info_hash: &[u8]) -> String {
 }
 
 pub(crate) fn publish(blob: &Path, feed: &Path, version: &str) -> blobpin::feed::FeedEntry {
-    let r = run_bounded(
-        &[
-            "publish",
-            blob.to_str().unwrap(),
-            "--feed",
-            feed.to_str().unwrap(),
-            "--json",
-            "--version-name",
-            version,
-        ],
-        LIMIT,
-    );
-    assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
-    blobpin::feed::FeedEntry::parse(&r.stdout).unwrap()
+    publish_with(blob, feed, &["--version-name", version])
 }
 
 #[test]

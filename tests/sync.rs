@@ -16,20 +16,6 @@ use crate::swarm::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn publish(blob: &Path, feed: &Path, extra: &[&str]) -> FeedEntry {
-    let mut args = vec![
-        "publish",
-        blob.to_str().unwrap(),
-        "--feed",
-        feed.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let r = run_bounded(&args, LIMIT);
-    assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
-    FeedEntry::parse(&r.stdout).expect("publish prints the feed entry")
-}
-
 fn sync_args<'a>(feed: &'a str, dest: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "sync",
@@ -55,7 +41,7 @@ fn current_target(dest: &Path) -> String {
 fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
     let s = Scratch::new("sync-swarm");
     let data = write_blob(&s.path("build/idx.bin"), 24 << 20, 1);
-    let entry = publish(&s.path("build/idx.bin"), &s.path("feed"), &[]);
+    let entry = publish_with(&s.path("build/idx.bin"), &s.path("feed"), &[]);
     let http = FeedServer::start(&s.path("feed"));
     let feed_url = format!("{}/idx", http.base);
     let seeder = Seeder::start(
@@ -146,7 +132,7 @@ fn three_hosts_sync_in_parallel_verify_flip_and_lock() {
 fn resume_after_kill_does_not_fetch_verified_pieces_again() {
     let s = Scratch::new("sync-resume");
     let data = write_blob(&s.path("build/blob.bin"), 16 << 20, 2);
-    let entry = publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    let entry = publish_with(&s.path("build/blob.bin"), &s.path("feed"), &[]);
     let feed = s.path("feed/blob");
     let feed = feed.to_str().unwrap();
     let dest = s.path("dest");
@@ -219,7 +205,7 @@ fn resume_after_kill_does_not_fetch_verified_pieces_again() {
 fn corrupt_peer_is_caught_by_the_piece_hash() {
     let s = Scratch::new("sync-corrupt");
     let data = write_blob(&s.path("build/blob.bin"), 8 << 20, 3);
-    publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    publish_with(&s.path("build/blob.bin"), &s.path("feed"), &[]);
     let feed = s.path("feed/blob");
     let feed = feed.to_str().unwrap();
     let bad = Seeder::start(
@@ -263,7 +249,7 @@ fn corrupt_peer_is_caught_by_the_piece_hash() {
 /// A destination with a live, locked v1 (fetched from a local feed) and a seeder for it.
 fn live_destination(s: &Scratch) -> (std::path::PathBuf, FeedEntry, Vec<u8>) {
     let data = write_blob(&s.path("build/blob.bin"), 4 << 20, 4);
-    let entry = publish(
+    let entry = publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v1"],
@@ -412,7 +398,7 @@ fn bad_inputs_fail_clearly_and_leave_the_live_version_alone() {
     // A destination that cannot be written (immutable: even root cannot create files there).
     // A valid v2 is published so that only the destination is wrong.
     write_blob(&s.path("build/blob.bin"), 4 << 20, 5);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v2"],
@@ -440,7 +426,7 @@ fn update_is_atomic_for_a_reader_of_current() {
     let _guard = HolderGuard(dest.clone());
     let old_pid = holder_pid(&dest, "v1").unwrap();
     let v2 = write_blob(&s.path("build/blob.bin"), 4 << 20, 6);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v2"],
@@ -526,7 +512,7 @@ fn update_is_atomic_for_a_reader_of_current() {
     // --keep 2 keeps v1 on disk; a third version prunes it.
     assert!(dest.join("versions/v1").exists());
     let _ = write_blob(&s.path("build/blob.bin"), 4 << 20, 7);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v3"],
@@ -647,7 +633,7 @@ fn sync_keeps_the_hot_set_resident_where_a_plain_copy_evicts_it() {
     write_blob(&hot, 32 << 20, 31);
     let blob = s.path("build/big.bin");
     write_blob(&blob, 128 << 20, 32);
-    publish(&blob, &s.path("feed"), &[]);
+    publish_with(&blob, &s.path("feed"), &[]);
     let feed = s.path("feed/big");
     let seeder = Seeder::start(feed.to_str().unwrap(), &blob, free_addr("127.0.0.1"), &[]);
     let hot_s = hot.to_str().unwrap();
@@ -754,7 +740,7 @@ fn disk_full_fails_clearly_and_keeps_the_live_version() {
     );
     let _fs = SmallFs(mnt.clone());
     let v1 = write_blob(&s.path("build/blob.bin"), 1 << 20, 41);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v1"],
@@ -770,7 +756,7 @@ fn disk_full_fails_clearly_and_keeps_the_live_version() {
     ));
     drop(seeder);
     write_blob(&s.path("build/blob.bin"), 12 << 20, 42);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v2"],
@@ -793,7 +779,7 @@ fn primed_hosts_fetch_from_a_parent_that_is_still_downloading() {
     // with one piece fetched over HTTP, they all finish from their parent.
     let s = Scratch::new("sync-chain");
     let data = write_blob(&s.path("build/blob.bin"), 16 << 20, 51);
-    publish(&s.path("build/blob.bin"), &s.path("feed"), &[]);
+    publish_with(&s.path("build/blob.bin"), &s.path("feed"), &[]);
     let http = FeedServer::start(&s.dir);
     let feed = format!("{}/feed/blob", http.base);
     let primer = format!("{}/build", http.base);
@@ -867,7 +853,7 @@ fn lock_failure_keeps_the_old_version_live_and_locked() {
     let _guard = HolderGuard(dest.clone());
     let pid = holder_pid(&dest, "v1").expect("v1 is locked");
     write_blob(&s.path("build/blob.bin"), 8 << 20, 61);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v2"],
@@ -917,7 +903,7 @@ fn a_failing_hook_is_reported_after_the_switch() {
     let (dest, _, _) = live_destination(&s);
     let _guard = HolderGuard(dest.clone());
     let v2 = write_blob(&s.path("build/blob.bin"), 1 << 20, 71);
-    publish(
+    publish_with(
         &s.path("build/blob.bin"),
         &s.path("feed"),
         &["--version-name", "v2"],

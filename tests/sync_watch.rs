@@ -20,20 +20,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
 
 fn publish(blob: &Path, feed: &Path, version: &str) {
-    let r = run_bounded(
-        &[
-            "publish",
-            blob.to_str().unwrap(),
-            "--feed",
-            feed.to_str().unwrap(),
-            "--name",
-            "blob",
-            "--version-name",
-            version,
-        ],
-        LIMIT,
-    );
-    assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
+    publish_with(blob, feed, &["--name", "blob", "--version-name", version]);
 }
 
 fn current(dest: &Path) -> String {

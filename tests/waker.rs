@@ -15,18 +15,7 @@ use crate::swarm::*;
 fn a_downloading_session_requests_from_the_waker_and_a_seeder_does_not() {
     let s = Scratch::new("waker");
     write_blob(&s.path("build/blob.bin"), 8 << 20, 11);
-    let r = run_bounded(
-        &[
-            "publish",
-            s.path("build/blob.bin").to_str().unwrap(),
-            "--feed",
-            s.path("feed").to_str().unwrap(),
-            "--json",
-        ],
-        Duration::from_secs(60),
-    );
-    assert_eq!(r.code, Some(0), "publish: {}", r.err());
-    let entry = blobpin::feed::FeedEntry::parse(&r.stdout).unwrap();
+    let entry = publish_with(&s.path("build/blob.bin"), &s.path("feed"), &[]);
     let tbytes = std::fs::read(s.path("feed/blob").join(&entry.torrent.file)).unwrap();
     let info = torrent::parse(&tbytes).unwrap();
     let rt = blobpin::fetch::runtime().unwrap();

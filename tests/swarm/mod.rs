@@ -40,6 +40,22 @@ pub fn write_blob(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
+/// `blobpin publish BLOB --feed FEED --json EXTRA...`; panics unless it succeeds. Returns the
+/// feed entry it printed.
+pub fn publish_with(blob: &Path, feed: &Path, extra: &[&str]) -> blobpin::feed::FeedEntry {
+    let mut args = vec![
+        "publish",
+        blob.to_str().unwrap(),
+        "--feed",
+        feed.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let r = run_bounded(&args, Duration::from_secs(120));
+    assert_eq!(r.code, Some(0), "publish failed: {}", r.err());
+    blobpin::feed::FeedEntry::parse(&r.stdout).expect("publish prints the feed entry")
+}
+
 /// A free TCP port on a loopback address.
 pub fn free_addr(ip: &str) -> SocketAddr {
     let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}: {e}"));
